@@ -1,0 +1,105 @@
+"""The ``caramba`` command line.
+
+::
+
+    caramba run MANIFEST [--target NAME] [--dry-run] [-s path=value ...]
+    caramba validate MANIFEST [-s path=value ...]
+    caramba plugins [--json]
+    caramba ls KIND
+    caramba show KIND NAME
+    caramba schema
+    python -m caramba MANIFEST [--target NAME] [--dry-run]     (same as ``run``)
+
+A manifest may be a path or the name of an installed preset (``standard_transformer``).
+Without ``--target`` the target named by ``entrypoints.default`` runs, else the first one.
+Global option ``-p no:NAME`` blocks a plugin. Exit codes: 0 ok, 1 run failed,
+2 bad input or usage, 3 plugin failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from caramba.errors import CarambaError
+
+__all__ = ["main"]
+
+COMMANDS = ("run", "validate", "plugins", "ls", "show", "schema", "new-plugin")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-p", dest="plugin_opts", action="append", default=[], metavar="no:NAME",
+                        help="block a plugin by entry-point name (repeatable)")
+    parser = argparse.ArgumentParser(prog="caramba", description="Run experiments declared in YAML manifests.",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="validate and run a manifest target")
+    run.add_argument("manifest", help="manifest path or preset name")
+    run.add_argument("--target", "-t", default=None, help="target name or entrypoint alias")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("-s", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override a manifest value (repeatable)")
+    run.add_argument("--out", default=None, help="root folder for artifacts (default: the manifest's artifacts_dir)")
+    run.add_argument("--json", action="store_true", help="print the plan or report as JSON")
+
+    val = sub.add_parser("validate", parents=[common], help="parse, lower and validate a manifest")
+    val.add_argument("manifest")
+    val.add_argument("-s", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+
+    plugins = sub.add_parser("plugins", parents=[common], help="list plugins and their components")
+    plugins.add_argument("--json", action="store_true")
+
+    ls = sub.add_parser("ls", parents=[common], help="list the registered components of a kind")
+    ls.add_argument("kind")
+    ls.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", parents=[common], help="show a component's config fields")
+    show.add_argument("kind")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true")
+
+    sub.add_parser("schema", parents=[common], help="print the manifest's JSON Schema (for editors)")
+
+    new = sub.add_parser("new-plugin", parents=[common], help="write a new plugin package from the template")
+    new.add_argument("name", help="distribution name, e.g. caramba-plugin-scale")
+    new.add_argument("--kind", default="layer", choices=("layer", "topology", "sink"),
+                     help="the component the plugin starts with")
+    new.add_argument("--dest", default=".", help="folder to create the package in")
+    return parser
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    """``caramba MANIFEST ...`` and ``python -m caramba MANIFEST ...`` mean ``run MANIFEST ...``."""
+    for i, arg in enumerate(argv):
+        if arg == "-p":
+            continue
+        if i > 0 and argv[i - 1] == "-p":
+            continue
+        if arg.startswith("-") or arg in COMMANDS:
+            return argv
+        return [*argv[:i], "run", *argv[i:]]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from caramba.cli import commands
+
+    try:
+        return getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)
+    except CarambaError as exc:
+        print(f"error: {exc}" if not hasattr(exc, "problems") else str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+

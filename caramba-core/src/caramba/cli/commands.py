@@ -1,0 +1,192 @@
+"""Implementations of the ``caramba`` subcommands. None but ``run`` imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from caramba.errors import UsageError, did_you_mean
+from caramba.plugins import Runtime
+
+__all__ = ["find_manifest", "runtime_from_args"]
+
+
+def runtime_from_args(args: argparse.Namespace) -> Runtime:
+    block = []
+    for opt in getattr(args, "plugin_opts", []):
+        if not opt.startswith("no:"):
+            raise UsageError(f"unknown plugin option -p {opt}", hint="use -p no:NAME to block a plugin")
+        block.append(opt[3:])
+    return Runtime(block=block)
+
+
+def find_manifest(runtime: Runtime, name: str) -> str:
+    """A manifest path, or a preset name searched in the folders plugins provide."""
+    if Path(name).exists() or any(sep in name for sep in ("/", os.sep)) or name.endswith((".yml", ".yaml", ".json")):
+        return name
+    folders = [Path(p) for p in os.environ.get("CARAMBA_PRESETS_PATH", "").split(os.pathsep) if p]
+    folders.append(Path("config/presets"))
+    for found in runtime.hook.caramba_preset_dirs():
+        folders += [Path(p) for p in found]
+    known: list[str] = []
+    for folder in folders:
+        for suffix in (".yml", ".yaml", ".json"):
+            candidate = folder / f"{name}{suffix}"
+            if candidate.exists():
+                return str(candidate)
+        if folder.is_dir():
+            known += [p.stem for p in folder.iterdir() if p.suffix in (".yml", ".yaml", ".json")]
+    raise UsageError(f"no manifest file or preset named '{name}'", hint=did_you_mean(name, known))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    runtime = runtime_from_args(args)
+    path = find_manifest(runtime, args.manifest)
+    manifest = runtime.load_manifest(path, overrides=args.overrides)
+    names = ", ".join(t.name for t in manifest.targets) or "none"
+    print(f"{path}: valid ({len(manifest.targets)} target(s): {names})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    runtime = runtime_from_args(args)
+    path = find_manifest(runtime, args.manifest)
+    manifest = runtime.load_manifest(path, overrides=args.overrides)
+    if args.dry_run:
+        from caramba.pipeline.runner import plan
+
+        result = plan(manifest, args.target)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_plan(result)
+        return 0
+    from rich.console import Console
+
+    from caramba.pipeline.runner import run_target
+
+    console = Console(stderr=True)
+    target = manifest.target(args.target)
+    console.print(f"[bold]caramba[/] running [cyan]{manifest.name}[/] target [cyan]{target.name}[/]")
+    report = run_target(runtime, manifest, target.name, root=args.out, console=console)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        folder = Path(report["artifacts"][0]).parent if report.get("artifacts") else None
+        console.print(f"[green]done[/]: artifacts in [bold]{folder}[/]")
+        for p in report.get("artifacts", []):
+            console.print(f"  {p}")
+    return 0
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    print(f"plan for {plan['manifest']} ({plan['name']})")
+    for t in plan["targets"]:
+        print(f"  target {t['name']} ({t['type']})")
+        if t["type"] != "experiment":
+            print(f"    process {t['process']}")
+            continue
+        print(f"    system {t['system']}  data {t['data']}  objective {t['objective']}  trainer {t['trainer']}")
+        if t["parameters"] is not None:
+            print(f"    parameters {t['parameters']:,}")
+        if t["kv_bytes_per_token"] is not None:
+            kv = t["kv_bytes_per_token"]
+            print(f"    KV cache bytes/token: {kv['fp16']:,} (fp16), {kv['fp32']:,} (fp32)")
+        for r in t["runs"]:
+            verify = f"  verify {', '.join(r['verify'])}" if r["verify"] else ""
+            print(f"    run {r['id']}: seed {r['seed']}, {r['steps']} steps{verify}")
+        for b in t["benchmarks"]:
+            print(f"    benchmark {b['id']}: {b['type']} on {', '.join(b['models']) or 'all models'}")
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    runtime = runtime_from_args(args)
+    infos = [p.as_dict() for p in runtime.plugins]
+    if args.json:
+        print(json.dumps({"plugins": infos}, indent=2))
+        return 0
+    if not infos:
+        print("no plugins installed (pip install caramba-layers caramba-trainers caramba-infer)")
+        return 0
+    for p in infos:
+        dist = f"{p['distribution']} {p['version']}".strip() or "(not from a distribution)"
+        status = p["status"] + (f": {p['reason']}" if p["reason"] else "")
+        print(f"{p['name']}  {dist}  [{status}]")
+        print(f"    {p['location']}")
+        for kind, names in p["components"].items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    runtime = runtime_from_args(args)
+    registry = runtime.registry(args.kind)
+    rows = [{"name": e.name, "aliases": list(e.aliases), "plugin": e.plugin, "summary": e.summary} for e in registry]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no {args.kind} components registered")
+    for r in rows:
+        aliases = f" (aliases: {', '.join(r['aliases'])})" if r["aliases"] else ""
+        print(f"{r['name']:<28} {r['summary']}{aliases}  [{r['plugin']}]")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import msgspec
+
+    runtime = runtime_from_args(args)
+    entry = runtime.get(args.kind, args.name)
+    fields = []
+    if entry.config is not None:
+        for f in msgspec.structs.fields(entry.config):
+            if f.encode_name == "type":
+                continue
+            default = None if f.required else (f.default if f.default is not msgspec.NODEFAULT else
+                                                f.default_factory())
+            fields.append({"name": f.encode_name, "type": _type_name(f.type), "required": f.required,
+                           "default": default})
+    if args.json:
+        print(json.dumps({"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "summary": entry.summary,
+                          "aliases": list(entry.aliases), "fields": fields}, indent=2, default=repr))
+        return 0
+    print(f"{entry.kind} {entry.name}: {entry.summary}")
+    print(f"  plugin {entry.plugin}  factory {entry.factory}")
+    if entry.aliases:
+        print(f"  aliases: {', '.join(entry.aliases)}")
+    doc = (entry.config.__doc__ or "").strip() if entry.config else ""
+    if doc:
+        print("  " + doc.splitlines()[0])
+    for f in fields:
+        default = "required" if f["required"] else f"default {f['default']!r}"
+        print(f"  {f['name']:<24} {f['type']:<32} {default}")
+    return 0
+
+
+def _type_name(tp: Any) -> str:
+    text = tp.__name__ if isinstance(tp, type) else str(tp)
+    for noise in ("typing.", "msgspec.", "caramba.graph.node.", "collections.abc."):
+        text = text.replace(noise, "")
+    return text
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from caramba.manifest.jsonschema import manifest_schema
+
+    runtime = runtime_from_args(args)
+    print(json.dumps(manifest_schema(runtime), indent=2))
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from caramba.cli.scaffold import new_plugin
+
+    path = new_plugin(args.name, kind=args.kind, dest=args.dest)
+    print(f"wrote {path}")
+    print(f"next: pip install -e {path} && caramba plugins")
+    return 0
+

@@ -1,0 +1,69 @@
+"""Base classes of the torch-free config structs that plugins register.
+
+Every component's config is a :class:`Config`: a ``msgspec.Struct`` with keyword-only
+fields and unknown fields forbidden, so a typo in a manifest is an error, not a silently
+ignored key. A *polymorphic* base (one with ``__caramba_kinds__``) stands for "any
+registered component of these kinds, chosen by its ``type`` field": a field annotated
+with :class:`~caramba.graph.NodeConfig` accepts any registered layer or topology.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+
+__all__ = ["Config", "PolymorphicConfig", "Scope"]
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of every component config: a struct of typed fields with defaults.
+
+    Override :meth:`check` for semantic checks across fields or children; report with
+    ``scope.error(field, message, hint)`` so every problem lands in one report.
+    """
+
+    def check(self, scope: Scope) -> None:
+        """Semantic checks beyond field types (default: none)."""
+
+
+class PolymorphicConfig(Config, kw_only=True):
+    """A config chosen by its ``type`` among the registered components of some kinds."""
+
+    __caramba_kinds__: ClassVar[tuple[str, ...]] = ()
+    type: str = ""
+
+
+class Scope:
+    """Where a check is running: reports problems against manifest paths.
+
+    ``scope.error("d_model", "must be divisible by n_heads")`` reports at the field
+    ``<this node's path>.d_model``; ``scope.child("layers", 0)`` descends.
+    """
+
+    def __init__(self, report: Any, path: tuple[str | int, ...] = ()) -> None:
+        self._report = report
+        self.path = path
+
+    def child(self, *parts: str | int) -> Scope:
+        return Scope(self._report, (*self.path, *parts))
+
+    def error(self, field: str | int | None, message: str, hint: str = "") -> None:
+        path = self.path if field is None else (*self.path, field)
+        self._report(path, message, hint)
+
+    def infer(self, node: Any, x: Any, *parts: str | int) -> Any:
+        """Infer ``node``'s output shape for input ``x``; problems are reported, not raised.
+
+        Returns ``None`` (unknown) after a problem, so one mistake does not cascade.
+        """
+        from caramba.graph.shapes import ShapeError
+
+        sub = self.child(*parts)
+        if x is None:
+            return None
+        try:
+            return node.infer(x, sub)
+        except ShapeError as exc:
+            sub.error(exc.field, exc.message, exc.hint)
+            return None

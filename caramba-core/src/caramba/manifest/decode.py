@@ -1,0 +1,269 @@
+"""Decoding manifest data into config structs, collecting every problem.
+
+``msgspec.convert`` stops at the first error; a manifest report should list them all.
+So structs are decoded field by field here (unknown fields, missing fields, each field's
+type), leaves are converted by msgspec (types, ``Meta`` constraints), polymorphic configs
+are dispatched by ``type`` through the registries, and every problem is reported at its
+``file:line:col`` and field path.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, Union
+
+import msgspec
+
+from caramba.errors import Location, Problem, did_you_mean
+from caramba.manifest.config import PolymorphicConfig
+from caramba.manifest.source import locate
+
+__all__ = ["Decoder", "Kind", "format_path"]
+
+Path = tuple[str | int, ...]
+
+
+class Kind:
+    """``Annotated[ComponentSpec, Kind("dataset")]``: a ``{ref, config}`` of that kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Invalid:
+    """Marks a value that failed to decode (its problem is already reported)."""
+
+
+INVALID: Any = _Invalid()
+
+
+class Decoder:
+    """Decodes raw manifest data against types, reporting problems into a list."""
+
+    def __init__(self, runtime: Any, root: Any, problems: list[Problem],
+                 component_hook: Callable[[Any, Any, Path], Any] | None = None) -> None:
+        self.runtime = runtime
+        self.root = root
+        self.problems = problems
+        self.component_hook = component_hook
+
+    # -- reporting -----------------------------------------------------------------------
+    def where(self, path: Path) -> Location | None:
+        return locate(self.root, path)
+
+    def report(self, path: Path, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.where(path), format_path(path), message, hint))
+
+    # -- decoding ------------------------------------------------------------------------
+    def decode(self, value: Any, tp: Any, path: Path) -> Any:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            inner, *meta = typing.get_args(tp)
+            kind = next((m for m in meta if isinstance(m, Kind)), None)
+            if kind is not None:
+                return self.decode_component(value, inner, kind.kind, path)
+            if _is_leaf(inner):
+                return self.leaf(value, tp, path)
+            return self.decode(value, inner, path)
+        if tp is Any or tp is object:
+            return value
+        if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+            if issubclass(tp, PolymorphicConfig) and "__caramba_kinds__" in tp.__dict__ and tp.__caramba_kinds__:
+                return self.decode_polymorphic(value, tp, path)
+            return self.decode_struct(value, tp, path)
+        if origin in (list, tuple) and not _is_leaf(tp):
+            args = typing.get_args(tp)
+            item = args[0] if args else Any
+            if not isinstance(value, list):
+                self.report(path, f"expected a list, got {_kind(value)}")
+                return INVALID
+            out = [self.decode(v, item, (*path, i)) for i, v in enumerate(value)]
+            return out if origin is list else tuple(out)
+        if origin is dict and not _is_leaf(tp):
+            args = typing.get_args(tp)
+            val_tp = args[1] if len(args) == 2 else Any
+            if not isinstance(value, dict):
+                self.report(path, f"expected a mapping, got {_kind(value)}")
+                return INVALID
+            return {k: self.decode(v, val_tp, (*path, k)) for k, v in value.items()}
+        if origin in (Union, types.UnionType) and not _is_leaf(tp):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if value is None and len(args) < len(typing.get_args(tp)):
+                return None
+            if len(args) == 1:
+                return self.decode(value, args[0], path)
+            structs = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+            if isinstance(value, dict) and structs:
+                return self.decode_tagged(value, structs, path)
+            others = Union[tuple(a for a in args if a not in structs)] if len(args) > len(structs) else None
+            if others is None:
+                self.report(path, f"expected a mapping, got {_kind(value)}")
+                return INVALID
+            return self.decode(value, others, path)
+        return self.leaf(value, tp, path)
+
+    def decode_tagged(self, value: dict, structs: list[type], path: Path) -> Any:
+        """Pick among struct types by their ``type: Literal[...]`` field (a default counts)."""
+        choices: dict[Any, type] = {}
+        default = None
+        for cls in structs:
+            info = next((f for f in msgspec.structs.fields(cls) if f.encode_name == "type"), None)
+            if info is None:
+                continue
+            for tag in typing.get_args(info.type):
+                choices[tag] = cls
+            if not info.required and default is None:
+                default = info.default
+        tag = value.get("type", default)
+        if tag not in choices:
+            self.report((*path, "type"), f"unknown type {tag!r}", did_you_mean(str(tag), map(str, choices)))
+            return INVALID
+        return self.decode_struct(value, choices[tag], path)
+
+    def leaf(self, value: Any, tp: Any, path: Path) -> Any:
+        try:
+            return msgspec.convert(value, tp, strict=True)
+        except msgspec.ValidationError as exc:
+            msg = str(exc)
+            cut = msg.find(" - at `$")
+            self.report(path, msg[:cut] if cut >= 0 else msg)
+            return INVALID
+
+    def decode_struct(self, value: Any, cls: type[msgspec.Struct], path: Path,
+                      *, skip: tuple[str, ...] = (), label: str = "") -> Any:
+        label = label or cls.__name__
+        if not isinstance(value, dict):
+            self.report(path, f"expected a mapping for {label}, got {_kind(value)}")
+            return INVALID
+        fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        before = len(self.problems)
+        for key in value:
+            if key not in fields and key not in skip:
+                self.report((*path, key), f"unknown field '{key}' for {label}",
+                            did_you_mean(str(key), fields))
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name in skip:
+                continue
+            if name in value:
+                kwargs[f.name] = self.decode(value[name], f.type, (*path, name))
+            elif f.required:
+                self.report(path, f"missing required field '{name}' for {label}",
+                            f"add '{name}: <{_type_name(f.type)}>'")
+        if len(self.problems) > before or any(v is INVALID for v in kwargs.values()):
+            return INVALID
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError) as exc:
+            self.report(path, str(exc))
+            return INVALID
+
+    def decode_polymorphic(self, value: Any, base: type[PolymorphicConfig], path: Path) -> Any:
+        kinds = base.__caramba_kinds__
+        if not isinstance(value, dict):
+            self.report(path, f"expected a mapping with a 'type' ({' or '.join(kinds)}), got {_kind(value)}")
+            return INVALID
+        name = value.get("type")
+        if not isinstance(name, str) or not name:
+            self.report(path, f"missing 'type' for a {' or '.join(kinds)}",
+                        "add 'type: <name>' (caramba ls " + kinds[0] + " lists them)")
+            return INVALID
+        entry = None
+        for kind in kinds:
+            entry = self.runtime.registry(kind).find(name)
+            if entry is not None:
+                break
+        if entry is None:
+            every = [n for kind in kinds for n in self._names(kind)]
+            self.report((*path, "type"), f"unknown {' or '.join(kinds)} type '{name}'", did_you_mean(name, every))
+            return INVALID
+        cls = entry.config
+        if cls is None or not (isinstance(cls, type) and issubclass(cls, base)):
+            self.report((*path, "type"), f"'{name}' cannot be used here: it is a {entry.kind}, "
+                        f"not a {base.__name__}")
+            return INVALID
+        out = self.decode_struct(value, cls, path, skip=("type",), label=entry.name)
+        if out is not INVALID:
+            out.type = entry.name
+        return out
+
+    def decode_component(self, value: Any, spec_cls: Any, kind: str, path: Path) -> Any:
+        if isinstance(value, str):
+            value = {"ref": value}
+        if not isinstance(value, dict):
+            self.report(path, f"expected a {kind} reference (a name or {{ref, config}}), got {_kind(value)}")
+            return INVALID
+        for key in value:
+            if key not in ("ref", "config"):
+                hint = "components are named by registered names only" if key == "impl" else did_you_mean(
+                    str(key), ["ref", "config"])
+                self.report((*path, key), f"unknown field '{key}' for a {kind} reference", hint)
+        ref = value.get("ref")
+        if not isinstance(ref, str):
+            self.report(path, f"missing 'ref' naming a {kind}", f"caramba ls {kind} lists them")
+            return INVALID
+        entry = self.runtime.registry(kind).find(ref)
+        if entry is None:
+            self.report((*path, "ref"), f"unknown {kind} '{ref}'", did_you_mean(ref, self._names(kind)))
+            return INVALID
+        raw = value.get("config")
+        if raw is None:
+            raw = {}
+        if entry.config is None:
+            if raw:
+                self.report((*path, "config"), f"{kind} '{entry.name}' takes no config")
+            config = None
+        else:
+            config = self.decode_struct(raw, entry.config, (*path, "config"), label=entry.name)
+        if config is INVALID:
+            return INVALID
+        return spec_cls(ref=entry.name, config=config)
+
+    def _names(self, kind: str) -> list[str]:
+        reg = self.runtime.registry(kind)
+        return [n for e in reg for n in (e.name, *e.aliases)]
+
+
+def _is_leaf(tp: Any) -> bool:
+    """True when no struct is reachable inside ``tp`` (msgspec converts it whole)."""
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return False
+    if typing.get_origin(tp) is Annotated:
+        return _is_leaf(typing.get_args(tp)[0])
+    return all(_is_leaf(a) for a in typing.get_args(tp) if not isinstance(a, (int, str, float, bool)) or a is None)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an int"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")

@@ -1,0 +1,97 @@
+"""Lowering: raw manifest data into its canonical form, before validation.
+
+* ``seed: [1, 2]`` on a run becomes one run per seed (ids and ``exp`` get ``__s<seed>``);
+* ``repeat: N`` on a topology becomes N deep copies of its layers (each with its own
+  weights; source positions are kept, so errors still point at the line written);
+* a bare string where a component is expected becomes ``{ref: <string>}``, and a single
+  ``verify:`` mapping becomes a one-item list; ``task: {ref: x}`` becomes ``task: x``.
+
+Registered names and aliases are resolved by the decoder (``trainer.train`` is the
+standard trainer).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from caramba.manifest.source import SourceDict, SourceList
+
+__all__ = ["lower"]
+
+_COMPONENT_FIELDS = ("data", "system", "objective", "trainer")
+
+
+def lower(data: Any) -> Any:
+    if not isinstance(data, dict):
+        return data
+    for target in data.get("targets") or []:
+        if not isinstance(target, dict):
+            continue
+        for key in _COMPONENT_FIELDS:
+            if isinstance(target.get(key), str):
+                target[key] = _like(target, {"ref": target[key]}, key)
+        task = target.get("task")
+        if isinstance(task, dict) and isinstance(task.get("ref"), str):
+            target["task"] = task["ref"]
+        runs = target.get("runs")
+        if isinstance(runs, list):
+            target["runs"] = _expand_seeds(runs)
+            for run in target["runs"]:
+                if isinstance(run, dict) and isinstance(run.get("verify"), dict):
+                    run["verify"] = _like(run, [run["verify"]], "verify")
+    _expand_repeats(data)
+    return data
+
+
+def _like(parent: Any, value: Any, key: Any) -> Any:
+    """Wrap ``value`` in a Source container located where ``parent[key]`` was."""
+    loc = getattr(parent, "locations", {}).get(key)
+    if isinstance(value, dict):
+        out = SourceDict(value, location=loc)
+        out.locations = {k: loc for k in value}
+    else:
+        out = SourceList(value, location=loc)
+        out.locations = {i: loc for i in range(len(value))}
+        if isinstance(parent.get(key), SourceDict):
+            out.locations[0] = parent[key].location
+    return out
+
+
+def _expand_seeds(runs: list[Any]) -> list[Any]:
+    out = SourceList(location=getattr(runs, "location", None))
+    for i, run in enumerate(runs):
+        seeds = run.get("seed") if isinstance(run, dict) else None
+        if not isinstance(seeds, list):
+            out.locations[len(out)] = getattr(runs, "locations", {}).get(i)
+            out.append(run)
+            continue
+        for seed in seeds:
+            clone = copy.deepcopy(run)
+            clone["seed"] = seed
+            if isinstance(clone.get("id"), str):
+                clone["id"] = f"{clone['id']}__s{seed}"
+            if isinstance(clone.get("exp"), str) and clone["exp"]:
+                clone["exp"] = f"{clone['exp']}__s{seed}"
+            out.locations[len(out)] = getattr(runs, "locations", {}).get(i)
+            out.append(clone)
+    return out
+
+
+def _expand_repeats(node: Any) -> None:
+    if isinstance(node, dict):
+        repeat = node.get("repeat")
+        layers = node.get("layers")
+        if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 1 and isinstance(layers, list):
+            expanded = SourceList(location=getattr(layers, "location", None))
+            for _ in range(repeat):
+                for i, layer in enumerate(layers):
+                    expanded.locations[len(expanded)] = getattr(layers, "locations", {}).get(i)
+                    expanded.append(copy.deepcopy(layer))
+            node["layers"] = expanded
+            node["repeat"] = 1
+        for value in node.values():
+            _expand_repeats(value)
+    elif isinstance(node, list):
+        for value in node:
+            _expand_repeats(value)

@@ -1,0 +1,113 @@
+"""``${name}`` substitution from a manifest's ``vars``.
+
+A string that is exactly one placeholder takes the variable's value with its type
+(``d_model: ${d}`` is an int); placeholders inside a longer string are interpolated
+as text. Variables may use other variables; cycles and unknown names are problems.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from caramba.errors import Problem, did_you_mean
+from caramba.manifest.source import SourceDict, SourceList, locate
+
+__all__ = ["substitute"]
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+
+
+def substitute(data: Any, problems: list[Problem]) -> Any:
+    """Pop ``vars`` from the top level and substitute it everywhere else (in place)."""
+    if not isinstance(data, dict) or "vars" not in data:
+        _walk(data, {}, data, (), problems)
+        return data
+    raw = data.pop("vars")
+    if raw is None:
+        raw = SourceDict()
+    if not isinstance(raw, dict):
+        problems.append(Problem(getattr(data, "locations", {}).get("vars"), "vars",
+                                "vars must be a mapping of name: value"))
+        raw = SourceDict()
+    resolved: dict[str, Any] = {}
+    resolving: list[str] = []
+
+    def resolve(name: str) -> Any:
+        if name in resolved:
+            return resolved[name]
+        if name in resolving:
+            cycle = " -> ".join([*resolving[resolving.index(name):], name])
+            problems.append(Problem(raw.locations.get(name) if isinstance(raw, SourceDict) else None,
+                                    f"vars.{name}", f"variable cycle: {cycle}",
+                                    "break the cycle with a literal value"))
+            resolved[name] = None
+            return None
+        resolving.append(name)
+        value = _substitute_value(raw[name], lookup, raw, ("vars", name), problems, root=raw, rel=(name,))
+        resolving.pop()
+        resolved[name] = value
+        return value
+
+    def lookup(name: str, where: tuple[Any, ...], root: Any, rel: tuple[Any, ...]) -> Any:
+        if name not in raw:
+            path = _dotted(where)
+            problems.append(Problem(locate(root, rel), path, f"unknown variable '${{{name}}}'",
+                                    did_you_mean(name, raw.keys()) if raw else "declare it under vars:"))
+            return _MISSING
+        return resolve(name)
+
+    for name in list(raw):
+        resolve(name)
+    _walk(data, lookup, data, (), problems)
+    return data
+
+
+_MISSING = object()
+
+
+def _walk(node: Any, lookup: Any, root: Any, path: tuple[Any, ...], problems: list[Problem]) -> None:
+    if isinstance(node, dict):
+        for key in list(node):
+            node[key] = _substitute_value(node[key], lookup, root, (*path, key), problems, root=root,
+                                          rel=(*path, key))
+    elif isinstance(node, list):
+        for i in range(len(node)):
+            node[i] = _substitute_value(node[i], lookup, root, (*path, i), problems, root=root, rel=(*path, i))
+
+
+def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...], problems: list[Problem],
+                      *, root: Any, rel: tuple[Any, ...]) -> Any:
+    if isinstance(value, str):
+        if not lookup:
+            for m in _PLACEHOLDER.finditer(value):
+                problems.append(Problem(locate(root, rel), _dotted(where),
+                                        f"unknown variable '${{{m.group(1)}}}'", "declare it under vars:"))
+            return value
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            got = lookup(whole.group(1), where, root, rel)
+            return value if got is _MISSING else got
+
+        def repl(m: re.Match[str]) -> str:
+            got = lookup(m.group(1), where, root, rel)
+            return m.group(0) if got is _MISSING else str(got)
+
+        return _PLACEHOLDER.sub(repl, value)
+    if isinstance(value, (SourceDict, SourceList, dict, list)):
+        if isinstance(value, dict):
+            for key in list(value):
+                value[key] = _substitute_value(value[key], lookup, _root, (*where, key), problems,
+                                               root=root, rel=(*rel, key))
+        else:
+            for i in range(len(value)):
+                value[i] = _substitute_value(value[i], lookup, _root, (*where, i), problems,
+                                             root=root, rel=(*rel, i))
+    return value
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

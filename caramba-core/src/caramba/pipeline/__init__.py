@@ -1,0 +1,35 @@
+"""The pipeline: sessions, the per-kind base classes plugins implement, and the runner."""
+
+from caramba.pipeline.components import (
+    ArtifactWriter,
+    Benchmark,
+    BenchmarkResult,
+    JsonlSink,
+    RunResult,
+    Sink,
+    Trainer,
+    Verifier,
+    VerifyResult,
+)
+from caramba.pipeline.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from caramba.pipeline.runner import plan, run_target
+from caramba.pipeline.session import RunSession, TargetSession
+
+__all__ = [
+    "ArtifactWriter",
+    "Benchmark",
+    "BenchmarkResult",
+    "JsonlSink",
+    "RunResult",
+    "RunSession",
+    "Sink",
+    "TargetSession",
+    "Trainer",
+    "Verifier",
+    "VerifyResult",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "plan",
+    "run_target",
+]

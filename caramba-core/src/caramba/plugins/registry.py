@@ -1,0 +1,148 @@
+"""Per-kind registries of components.
+
+An :class:`Entry` is what a plugin registers: a name (plus aliases), a torch-free config
+struct, a lazy ``"module:attr"`` factory, a one-line summary and the plugin that provided
+it. Registries are filled through the ``caramba_register_<kind>s`` hooks and frozen once
+loading ends; a duplicate name is an error that names both plugins.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from caramba.errors import CarambaError, RegistryError, did_you_mean
+
+__all__ = ["KINDS", "Entry", "Registry", "UnknownComponent"]
+
+#: Every registry kind. A new kind is a core change; a new component is a plugin.
+KINDS: tuple[str, ...] = (
+    "layer", "topology", "embedder", "system", "dataset", "tokenizer", "objective", "optimizer",
+    "scheduler", "trainer", "verifier", "benchmark", "artifact", "sink", "checkpoint_format",
+    "cache_kind", "cache_policy", "kernel_backend", "provider", "process", "command",
+)
+
+
+class UnknownComponent(CarambaError):
+    """A manifest or a call named a component that no plugin registered."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered component."""
+
+    kind: str
+    name: str
+    config: type | None
+    factory: str
+    summary: str = ""
+    aliases: tuple[str, ...] = ()
+    plugin: str = ""
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Any:
+        """Import and return the factory (the first use of a component imports its module)."""
+        module_name, _, attr = self.factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # noqa: BLE001 - report any import failure as a plugin error
+            raise RegistryError(
+                f"{self.kind} '{self.name}' from plugin '{self.plugin}' cannot load its factory "
+                f"'{self.factory}': {type(exc).__name__}: {exc}",
+                hint="reinstall the plugin, or block it with -p no:" + (self.plugin or "NAME"),
+            ) from exc
+        return obj
+
+
+class Registry:
+    """The components of one kind, by name and alias."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        self._aliases: dict[str, str] = {}
+        self._frozen = False
+        self._current_plugin = ""
+
+    # -- registration ------------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        *,
+        factory: str,
+        config: type | None = None,
+        summary: str = "",
+        aliases: tuple[str, ...] | list[str] = (),
+        **extras: Any,
+    ) -> Entry:
+        """Register a component. ``factory`` is ``"module:attr"``, imported on first use."""
+        if self._frozen:
+            raise RegistryError(f"the {self.kind} registry is frozen; register components in a "
+                                f"caramba_register_{self.kind}s hook")
+        if ":" not in factory:
+            raise RegistryError(f"{self.kind} '{name}': factory must be 'module:attr', got {factory!r}")
+        for n in (name, *aliases):
+            holder = self._owner(n)
+            if holder is not None:
+                raise RegistryError(
+                    f"{self.kind} '{n}' is registered twice: by plugin '{holder.plugin}' and by "
+                    f"plugin '{self._current_plugin}'",
+                    hint="uninstall one of them, or block one with -p no:NAME",
+                )
+        entry = Entry(self.kind, name, config, factory, summary, tuple(aliases), self._current_plugin,
+                      dict(extras))
+        self._entries[name] = entry
+        for alias in aliases:
+            self._aliases[alias] = name
+        return entry
+
+    def _owner(self, name: str) -> Entry | None:
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._aliases:
+            return self._entries[self._aliases[name]]
+        return None
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Roll back every entry a plugin added (used when its registration fails)."""
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin]:
+            entry = self._entries.pop(name)
+            for alias in entry.aliases:
+                self._aliases.pop(alias, None)
+
+    def freeze(self) -> None:
+        self._frozen = True
+
+    # -- lookup ------------------------------------------------------------------------
+    def get(self, name: str) -> Entry:
+        entry = self._owner(name)
+        if entry is None:
+            raise UnknownComponent(f"unknown {self.kind} '{name}'", hint=self.suggest(name))
+        return entry
+
+    def find(self, name: str) -> Entry | None:
+        return self._owner(name)
+
+    def suggest(self, name: str) -> str:
+        return did_you_mean(name, [*self._entries, *self._aliases])
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._owner(name) is not None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"<Registry {self.kind}: {len(self)} entries>"

@@ -1,0 +1,52 @@
+"""Checking a manifest's ``requires:`` list against installed distributions.
+
+A requirement is ``name``, optionally followed by comma-separated clauses of
+``>=, <=, ==, !=, >, <`` and a dotted numeric version: ``caramba-layers>=1.0,<2``.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+
+__all__ = ["check_requirement"]
+
+_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
+_CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.]*)$")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group(0)) if digits else 0)
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def check_requirement(requirement: str) -> str | None:
+    """``None`` when satisfied, else a message saying what is missing."""
+    m = _REQ.match(requirement)
+    if not m:
+        return f"cannot parse requirement {requirement!r} (expected e.g. 'caramba-layers>=1.0')"
+    name, rest = m.group(1), m.group(2).strip()
+    try:
+        installed = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return f"{name} is not installed (pip install '{requirement}')"
+    if not rest:
+        return None
+    have = _version_tuple(installed)
+    for clause in rest.split(","):
+        c = _CLAUSE.match(clause.strip())
+        if not c:
+            return f"cannot parse version clause {clause.strip()!r} in {requirement!r}"
+        op, want = c.group(1), _version_tuple(c.group(2))
+        ok = {
+            ">=": have >= want, "<=": have <= want, "==": have == want,
+            "!=": have != want, ">": have > want, "<": have < want,
+        }[op]
+        if not ok:
+            return f"{name} {installed} is installed but the manifest requires {requirement}"
+    return None

@@ -1,0 +1,234 @@
+"""The :class:`Runtime`: one pluggy ``PluginManager`` and the registries it fills.
+
+There is no global runtime. Embedding code creates its own::
+
+    rt = caramba.Runtime(autoload=False, plugins=[my_plugin_module])
+    manifest = rt.load_manifest_text(yaml_text)
+
+Entry points in the group ``caramba`` are loaded one at a time by caramba's own loop, so a
+plugin that fails to import or to register is recorded as failed (with its distribution,
+version and the reason) and rolled back, while every other plugin keeps working.
+``CARAMBA_STRICT_PLUGINS=1`` (or ``strict=True``) makes such a failure fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from caramba.errors import PluginError
+from caramba.plugins import hooks
+from caramba.plugins.registry import KINDS, Entry, Registry
+
+if TYPE_CHECKING:
+    from caramba.manifest.schema import Manifest
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Runtime"]
+
+ENTRY_POINT_GROUP = "caramba"
+
+
+@dataclass
+class PluginInfo:
+    """What ``caramba plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str = ""
+    version: str = ""
+    location: str = ""
+    status: str = "loaded"  # loaded | blocked | failed
+    reason: str = ""
+    components: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "location": self.location,
+            "status": self.status,
+            "reason": self.reason,
+            "components": self.components,
+        }
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class Runtime:
+    """Plugins, registries and hooks for one embedding of caramba.
+
+    Args:
+        autoload: load plugins from the ``caramba`` entry-point group (unless
+            ``CARAMBA_DISABLE_PLUGIN_AUTOLOAD`` is set).
+        plugins: modules or objects with ``@hookimpl`` functions, registered first.
+        block: entry-point names not to load (``-p no:NAME`` on the command line).
+        strict: fail on a broken plugin; default from ``CARAMBA_STRICT_PLUGINS``.
+    """
+
+    def __init__(
+        self,
+        autoload: bool = True,
+        plugins: Sequence[Any] = (),
+        block: Iterable[str] = (),
+        strict: bool | None = None,
+    ) -> None:
+        self.strict = _env_flag("CARAMBA_STRICT_PLUGINS") if strict is None else strict
+        self.pm = pluggy.PluginManager("caramba")
+        self.pm.add_hookspecs(hooks)
+        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        self.plugins: list[PluginInfo] = []
+        self._blocked = set(block)
+        for plugin in plugins:
+            name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            self._load_one(PluginInfo(name=name, location=getattr(plugin, "__file__", "") or ""), lambda p=plugin: p)
+        if autoload and not _env_flag("CARAMBA_DISABLE_PLUGIN_AUTOLOAD"):
+            self._autoload()
+        for registry in self.registries.values():
+            registry.freeze()
+        self.pm.hook.caramba_configure.call_historic(kwargs={"runtime": self})
+
+    # -- loading -------------------------------------------------------------------------
+    def _autoload(self) -> None:
+        only = [p.strip() for p in os.environ.get("CARAMBA_PLUGINS", "").split(",") if p.strip()]
+        seen: set[str] = set()
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                distribution=dist.metadata["Name"] if dist is not None else "",
+                version=dist.version if dist is not None else "",
+                location=ep.value,
+            )
+            if ep.name in self._blocked or (only and ep.name not in only):
+                info.status = "blocked"
+                info.reason = "blocked by -p no:" + ep.name if ep.name in self._blocked else "not in CARAMBA_PLUGINS"
+                self.plugins.append(info)
+                continue
+            self._load_one(info, ep.load)
+
+    def _load_one(self, info: PluginInfo, load: Any) -> None:
+        registered = False
+        try:
+            module = load()
+            if isinstance(module, ModuleType):
+                info.location = getattr(module, "__file__", "") or info.location
+            self.pm.register(module, name=info.name)
+            registered = True
+            self._register_components(info)
+        except Exception as exc:  # noqa: BLE001 - any failure in a plugin is isolated
+            for registry in self.registries.values():
+                registry.remove_plugin(info.name)
+            if registered:
+                self.pm.unregister(name=info.name)
+            info.status = "failed"
+            info.reason = f"{type(exc).__name__}: {exc}"
+            info.components = {}
+            self.plugins.append(info)
+            if self.strict:
+                raise PluginError(
+                    f"plugin '{info.name}'" + (f" ({info.distribution} {info.version})" if info.distribution else "")
+                    + f" failed to load: {info.reason}",
+                    hint="fix or uninstall it, block it with -p no:" + info.name
+                    + ", or unset CARAMBA_STRICT_PLUGINS",
+                ) from exc
+            return
+        self.plugins.append(info)
+
+    def _register_components(self, info: PluginInfo) -> None:
+        for kind, registry in self.registries.items():
+            caller = getattr(self.pm.hook, f"caramba_register_{kind}s")
+            for impl in caller.get_hookimpls():
+                if impl.plugin_name != info.name:
+                    continue
+                registry._current_plugin = info.name
+                try:
+                    impl.function(registry=registry)
+                finally:
+                    registry._current_plugin = ""
+            names = [e.name for e in registry if e.plugin == info.name]
+            if names:
+                info.components[kind] = names
+
+    # -- queries -------------------------------------------------------------------------
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay: ``runtime.hook.caramba_run_start(session=...)``."""
+        return self.pm.hook
+
+    def registry(self, kind: str) -> Registry:
+        try:
+            return self.registries[kind]
+        except KeyError:
+            from caramba.errors import UsageError, did_you_mean
+
+            raise UsageError(f"unknown component kind '{kind}'", hint=did_you_mean(kind, KINDS)) from None
+
+    def get(self, kind: str, name: str) -> Entry:
+        return self.registry(kind).get(name)
+
+    def failed_plugins(self) -> list[PluginInfo]:
+        return [p for p in self.plugins if p.status == "failed"]
+
+    def lock(self) -> list[dict[str, str]]:
+        """Distributions and versions of the loaded plugins (written into every run directory)."""
+        return [
+            {"plugin": p.name, "distribution": p.distribution, "version": p.version}
+            for p in self.plugins
+            if p.status == "loaded"
+        ]
+
+    def check_requires(self, requires: Sequence[str]) -> list[str]:
+        """Problems with a manifest's ``requires:`` list (``caramba-layers>=1.0``)."""
+        from caramba.plugins.requirements import check_requirement
+
+        return [msg for req in requires if (msg := check_requirement(req))]
+
+    # -- manifests -----------------------------------------------------------------------
+    def load_manifest(self, path: str, overrides: Sequence[str] = ()) -> Manifest:
+        """Parse, lower and validate a manifest file; raises :class:`~caramba.ManifestError`."""
+        from caramba.manifest import load_manifest
+
+        return load_manifest(self, path, overrides=overrides)
+
+    def load_manifest_text(self, text: str, *, filename: str = "<string>",
+                           overrides: Sequence[str] = ()) -> Manifest:
+        from caramba.manifest import load_manifest_text
+
+        return load_manifest_text(self, text, filename=filename, overrides=overrides)
+
+    def parse(self, tp: Any, data: Any, *, source: str = "<data>") -> Any:
+        """Decode plain data into a config struct, e.g. ``rt.parse(NodeConfig, {"type": ...})``.
+
+        Polymorphic bases dispatch on ``type``. Raises :class:`~caramba.ManifestError`.
+        """
+        from caramba.errors import ManifestError, Problem
+        from caramba.manifest.decode import INVALID, Decoder
+
+        problems: list[Problem] = []
+        out = Decoder(self, data, problems).decode(data, tp, ())
+        if problems or out is INVALID:
+            raise ManifestError(problems or [Problem(None, "", "invalid config")], source=source)
+        return out
+
+    def build(self, node: Any, path: str = "model") -> Any:
+        """Build an ``nn.Module`` from a validated node config (imports torch)."""
+        from caramba.graph.build import Builder
+
+        return Builder(self).build(node, path)
+
+    def create(self, kind: str, name: str, config: Any = None, **kwargs: Any) -> Any:
+        """Instantiate a registered component: ``factory(config, **kwargs)``."""
+        entry = self.get(kind, name)
+        factory = entry.load()
+        return factory(config, **kwargs) if entry.config is not None or config is not None else factory(**kwargs)
