@@ -38,7 +38,7 @@ def caramba_register_layers(registry: Any) -> None:
     """Register layers: ``nn.Module`` leaves of a model graph (``AttentionLayer``, ``RMSNormLayer``...)."""
 
 @hookspec
-def caramba_register_topologys(registry: Any) -> None:
+def caramba_register_topologies(registry: Any) -> None:
     """Register topologies: nodes that hold ``layers:`` and compose them (``StackedTopology``...)."""
 
 @hookspec
@@ -98,7 +98,7 @@ def caramba_register_cache_kinds(registry: Any) -> None:
     """Register KV-cache storage kinds (``fp16``, ``q8_0``...)."""
 
 @hookspec
-def caramba_register_cache_policys(registry: Any) -> None:
+def caramba_register_cache_policies(registry: Any) -> None:
     """Register KV-cache policies that choose a cache kind."""
 
 @hookspec
@@ -110,7 +110,7 @@ def caramba_register_providers(registry: Any) -> None:
     """Register LLM API providers for agents."""
 
 @hookspec
-def caramba_register_processs(registry: Any) -> None:
+def caramba_register_processes(registry: Any) -> None:
     """Register agent processes: ``type: process`` targets."""
 
 @hookspec

@@ -15,7 +15,7 @@ from typing import Any
 
 from caramba.errors import CarambaError, RegistryError, did_you_mean
 
-__all__ = ["KINDS", "Entry", "Registry", "UnknownComponent"]
+__all__ = ["KINDS", "PLURALS", "Entry", "Registry", "UnknownComponent"]
 
 #: Every registry kind. A new kind is a core change; a new component is a plugin.
 KINDS: tuple[str, ...] = (
@@ -23,6 +23,14 @@ KINDS: tuple[str, ...] = (
     "scheduler", "trainer", "verifier", "benchmark", "artifact", "sink", "checkpoint_format",
     "cache_kind", "cache_policy", "kernel_backend", "provider", "process", "command",
 )
+
+
+#: The registration hook of each kind is ``caramba_register_<plural>``.
+PLURALS: dict[str, str] = {
+    kind: ("topologies" if kind == "topology" else "cache_policies" if kind == "cache_policy"
+           else "processes" if kind == "process" else kind + "s")
+    for kind in KINDS
+}
 
 
 class UnknownComponent(CarambaError):
@@ -84,7 +92,7 @@ class Registry:
         """Register a component. ``factory`` is ``"module:attr"``, imported on first use."""
         if self._frozen:
             raise RegistryError(f"the {self.kind} registry is frozen; register components in a "
-                                f"caramba_register_{self.kind}s hook")
+                                f"caramba_register_{PLURALS[self.kind]} hook")
         if ":" not in factory:
             raise RegistryError(f"{self.kind} '{name}': factory must be 'module:attr', got {factory!r}")
         for n in (name, *aliases):

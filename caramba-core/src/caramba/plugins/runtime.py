@@ -24,7 +24,7 @@ import pluggy
 
 from caramba.errors import PluginError
 from caramba.plugins import hooks
-from caramba.plugins.registry import KINDS, Entry, Registry
+from caramba.plugins.registry import KINDS, PLURALS, Entry, Registry
 
 if TYPE_CHECKING:
     from caramba.manifest.schema import Manifest
@@ -147,7 +147,7 @@ class Runtime:
 
     def _register_components(self, info: PluginInfo) -> None:
         for kind, registry in self.registries.items():
-            caller = getattr(self.pm.hook, f"caramba_register_{kind}s")
+            caller = getattr(self.pm.hook, f"caramba_register_{PLURALS[kind]}")
             for impl in caller.get_hookimpls():
                 if impl.plugin_name != info.name:
                     continue

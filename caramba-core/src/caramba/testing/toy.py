@@ -93,7 +93,7 @@ def caramba_register_layers(registry) -> None:
 
 
 @hookimpl
-def caramba_register_topologys(registry) -> None:
+def caramba_register_topologies(registry) -> None:
     registry.add("ToySequential", config=ToySequentialConfig, factory=f"{_M}:ToySequential",
                  summary="children in order")
 

@@ -1,0 +1,72 @@
+"""The cache protocol between layers and decoders, with reference implementations.
+
+A layer that caches per-token tensors while decoding (attention) declares them with
+``cache_fields() -> {name: trailing_shape}``; e.g. GQA ``{"k": (n_kv, hd), "v": (n_kv, hd)}``,
+DBA ``{"k_sem": (H, d_s), "k_geo": (H, d_g), "v": (H, d_v)}``. A decoder creates one cache
+per such module, keyed by the module's ``node_path`` in ``Context.caches``. In ``forward``
+the layer calls ``cache.append(k=..., v=...)`` with ``(B, T_new, *shape)`` tensors and gets
+back ``(B, length, *shape)`` views of everything stored, new tokens included.
+
+A layer with a recurrent state (an SSM) declares ``state_fields()`` instead and reads and
+writes ``ctx.cache(path).tensors`` (``None`` before the first call), advancing ``length``.
+
+Storage kinds other than a plain dtype (quantised caches) implement the same protocol in
+their plugins. This module imports torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["RecurrentState", "StaticKVCache"]
+
+
+class StaticKVCache:
+    """Preallocated ``(B, max_len, *shape)`` buffers per field; static shapes for ``torch.compile``."""
+
+    def __init__(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, *,
+                 dtype: torch.dtype = torch.float32, device: Any = None) -> None:
+        self.max_len = max_len
+        self.length = 0
+        self.buffers = {name: torch.zeros(batch, max_len, *shape, dtype=dtype, device=device)
+                        for name, shape in fields.items()}
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        if set(new) != set(self.buffers):
+            raise ValueError(f"cache fields are {sorted(self.buffers)}, got {sorted(new)}")
+        t = next(iter(new.values())).shape[1]
+        end = self.length + t
+        if end > self.max_len:
+            raise ValueError(f"cache overflow: {end} tokens > max_len {self.max_len}; "
+                             "create the cache with a larger max_len")
+        for name, value in new.items():
+            self.buffers[name][:, self.length:end] = value.to(self.buffers[name].dtype)
+        self.length = end
+        return {name: buf[:, :end] for name, buf in self.buffers.items()}
+
+    def truncate(self, length: int) -> None:
+        """Forget everything after ``length`` tokens (speculative rollback)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {length}")
+        self.length = length
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def nbytes(self) -> int:
+        """Bytes actually allocated by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self.buffers.values())
+
+
+class RecurrentState:
+    """A recurrent layer's state between decode steps: ``tensors`` plus tokens seen."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] | None = None
+        self.length = 0
+
+    def reset(self) -> None:
+        self.tensors = None
+        self.length = 0

@@ -1,0 +1,1 @@
+"""caramba-layers: every layer, topology, embedder and model system, as a caramba plugin."""
