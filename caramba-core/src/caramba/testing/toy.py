@@ -6,10 +6,19 @@ contract. Registration here is torch-free; the modules live in
 
 Components: layer ``ToyLinear``, topology ``ToySequential``, system ``system.toy``,
 dataset ``dataset.toy_regression``, objective ``objective.toy_mse``, trainer ``trainer.toy``
-(plain SGD), benchmark ``toy_loss``.
+(plain SGD), benchmark ``toy_loss``, verifier ``toy_threshold``.
+
+They keep to the contracts between packages: the system maps a batch dict
+(``inputs``) to an output dict (``logits``); the objective is
+``objective(outputs, batch, ctx) -> (loss, metrics)`` and adds ``ctx.total_aux_loss()``;
+the trainer returns ``RunResult(models={"student": model})``.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
 
 from caramba.graph import NodeConfig, Shape, TopologyConfig, expect_last
 from caramba.manifest import Config, Scope
@@ -18,17 +27,15 @@ from caramba.plugins import hookimpl
 
 _M = "caramba.testing.toy_modules"
 
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+
 
 class ToyLinearConfig(NodeConfig, kw_only=True):
     """``y = x W^T + b``."""
 
-    d_in: int
-    d_out: int
+    d_in: PositiveInt
+    d_out: PositiveInt
     bias: bool = True
-
-    def __post_init__(self) -> None:
-        if self.d_in <= 0 or self.d_out <= 0:
-            raise ValueError("d_in and d_out must be positive")
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
         expect_last(x, self.d_in, "d_in")
@@ -43,8 +50,12 @@ class ToySequentialConfig(TopologyConfig, kw_only=True):
 
 
 class ToySystemConfig(Config, kw_only=True):
-    d_in: int
+    """Applies ``model`` to ``batch[input_key]`` (``(B, d_in)``) and returns ``{output_key: y}``."""
+
+    d_in: PositiveInt
     model: NodeConfig
+    input_key: str = "inputs"
+    output_key: str = "logits"
 
     def check(self, scope: Scope) -> None:
         scope.infer(self.model, Shape("B", self.d_in), "model")
@@ -57,9 +68,9 @@ class ToySystemConfig(Config, kw_only=True):
 
 
 class ToyRegressionConfig(Config, kw_only=True):
-    n: int = 256
-    d_in: int = 4
-    d_out: int = 1
+    n: PositiveInt = 256
+    d_in: PositiveInt = 4
+    d_out: PositiveInt = 1
     noise: float = 0.01
     seed: int = 0
 
@@ -69,8 +80,8 @@ class ToyMSEConfig(Config, kw_only=True):
 
 
 class ToyTrainerRunConfig(Config, kw_only=True):
-    lr: float = 0.1
-    batch_size: int = 32
+    lr: Annotated[float, msgspec.Meta(gt=0.0)] = 0.1
+    batch_size: PositiveInt = 32
 
 
 class ToyTrainerConfig(Config, kw_only=True):
@@ -131,4 +142,14 @@ def caramba_register_verifiers(registry) -> None:
                  summary="final loss below a bound")
 
 
-__all__ = ["ToyLinearConfig", "ToySequentialConfig", "ToySystemConfig"]
+__all__ = [
+    "ToyLinearConfig",
+    "ToyLossConfig",
+    "ToyMSEConfig",
+    "ToyRegressionConfig",
+    "ToySequentialConfig",
+    "ToySystemConfig",
+    "ToyThresholdConfig",
+    "ToyTrainerConfig",
+    "ToyTrainerRunConfig",
+]
