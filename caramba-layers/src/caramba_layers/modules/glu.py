@@ -1,0 +1,34 @@
+"""``GLULayer`` (registered as ``SwiGLULayer`` and ``GLULayer``): ``w_down(act(w_gate x) ⊙ w_up x)``.
+
+GLU variants, arXiv:2002.05202. ``w_gate``, ``w_up`` and ``w_down`` are Llama's
+``gate_proj``, ``up_proj`` and ``down_proj``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from caramba.graph import Context
+from caramba.graph.modules import NodeModule
+
+__all__ = ["GLULayer"]
+
+ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid}
+
+
+class GLULayer(NodeModule):
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        d, f, b = config.d_model, config.d_ff, config.bias
+        self.activation = getattr(config, "activation", "silu")
+        self.act = ACTIVATIONS[self.activation]
+        self.w_gate = nn.Linear(d, f, bias=b)
+        self.w_up = nn.Linear(d, f, bias=b)
+        self.w_down = nn.Linear(f, d, bias=b)
+
+    def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
+        return self.w_down(self.act(self.w_gate(x)) * self.w_up(x))
