@@ -1,0 +1,297 @@
+"""Cache kinds and per-model cache creation.
+
+A *cache kind* decides how one attention layer's per-token tensors are stored: a plain
+dtype (``fp32``, ``fp16``, ``bf16``) or block-quantised (``q8_0``, ``q4_0``: ``qblock``
+values share one fp16 scale, as in ggml). Every kind implements the protocol of
+:mod:`caramba.graph.caches`: ``append(**fields)`` returns ``(B, length, *shape)`` views of
+everything stored, ``truncate(n)``, ``reset()``, ``length`` and ``nbytes()``.
+
+Reads come back in the dtype the layer appended (its compute dtype), so a layer never
+sees the storage dtype: an fp16 cache under an fp32 model is a storage choice only.
+
+:func:`create_caches` walks ``model.modules()`` and creates one cache per module that
+declares ``cache_fields()`` (attention) and one :class:`SnapshotState` per module that
+declares ``state_fields()`` (SSM), keyed by ``module.node_path``: caches are found by
+path, never by call order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from caramba.errors import CarambaError
+from caramba.graph.caches import RecurrentState, StaticKVCache
+
+__all__ = [
+    "CACHE_KINDS",
+    "CacheKind",
+    "DTypeCacheKind",
+    "DTypeKVCache",
+    "QuantizedCacheKind",
+    "QuantizedKVCache",
+    "SnapshotState",
+    "analytic_kv_bytes_per_token",
+    "cache_kind",
+    "cached_modules",
+    "create_caches",
+]
+
+
+class DTypeKVCache(StaticKVCache):
+    """:class:`StaticKVCache` whose reads come back in the appended tensors' dtype."""
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        dtype = next(iter(new.values())).dtype
+        views = super().append(**new)
+        return {k: v if v.dtype == dtype else v.to(dtype) for k, v in views.items()}
+
+
+class QuantizedKVCache:
+    """Block-quantised static cache: ``bits`` ∈ {8, 4} symmetric integers with an fp16 scale per block.
+
+    Each token's field is flattened to ``d`` values, padded to a multiple of ``qblock`` and
+    split into blocks; ``scale = max|x| / qmax`` (q8_0: 127, q4_0: 7). 4-bit values are
+    stored offset by 8 and packed two per byte.
+    """
+
+    def __init__(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, *,
+                 bits: int, qblock: int = 32, device: Any = None) -> None:
+        if bits not in (4, 8):
+            raise ValueError(f"bits must be 4 or 8, got {bits}")
+        self.bits, self.qblock, self.max_len, self.length = bits, qblock, max_len, 0
+        self.shapes = dict(fields)
+        self.codes: dict[str, torch.Tensor] = {}
+        self.scales: dict[str, torch.Tensor] = {}
+        for name, shape in fields.items():
+            nb = math.ceil(math.prod(shape) / qblock)
+            width = qblock if bits == 8 else qblock // 2
+            dtype = torch.int8 if bits == 8 else torch.uint8
+            self.codes[name] = torch.zeros(batch, max_len, nb, width, dtype=dtype, device=device)
+            self.scales[name] = torch.zeros(batch, max_len, nb, dtype=torch.float16, device=device)
+
+    @property
+    def qmax(self) -> int:
+        return 127 if self.bits == 8 else 7
+
+    def _quantise(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t = x.shape[:2]
+        flat = x.reshape(b, t, -1).float()
+        nb = self.codes[name].shape[2]
+        flat = nn.functional.pad(flat, (0, nb * self.qblock - flat.shape[-1]))
+        blocks = flat.view(b, t, nb, self.qblock)  # (B, T, nb, qblock)
+        scale = (blocks.abs().amax(-1) / self.qmax).to(torch.float16)  # (B, T, nb)
+        inv = torch.where(scale > 0, 1.0 / scale.float(), torch.zeros_like(scale, dtype=torch.float32))
+        q = torch.round(blocks * inv[..., None]).clamp_(-self.qmax - (self.bits == 4), self.qmax)
+        if self.bits == 8:
+            return q.to(torch.int8), scale
+        u = (q + 8).to(torch.uint8)  # 0..15
+        return u[..., 0::2] | (u[..., 1::2] << 4), scale
+
+    def _dequantise(self, name: str, end: int, dtype: torch.dtype) -> torch.Tensor:
+        codes, scale = self.codes[name][:, :end], self.scales[name][:, :end]
+        if self.bits == 8:
+            q = codes.float()
+        else:
+            q = torch.stack(((codes & 0xF).float() - 8, (codes >> 4).float() - 8), dim=-1).flatten(-2)
+        x = q * scale.float()[..., None]  # (B, end, nb, qblock)
+        shape = self.shapes[name]
+        return x.flatten(-2)[..., : math.prod(shape)].reshape(*x.shape[:2], *shape).to(dtype)
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        if set(new) != set(self.codes):
+            raise ValueError(f"cache fields are {sorted(self.codes)}, got {sorted(new)}")
+        t = next(iter(new.values())).shape[1]
+        end = self.length + t
+        if end > self.max_len:
+            raise ValueError(f"cache overflow: {end} tokens > max_len {self.max_len}; "
+                             "create the cache with a larger max_len")
+        dtype = next(iter(new.values())).dtype
+        for name, value in new.items():
+            codes, scale = self._quantise(name, value)
+            self.codes[name][:, self.length:end] = codes
+            self.scales[name][:, self.length:end] = scale
+        self.length = end
+        return {name: self._dequantise(name, end, dtype) for name in self.codes}
+
+    def truncate(self, length: int) -> None:
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {length}")
+        self.length = length
+
+    def reset(self) -> None:
+        self.length = 0
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.codes.values(), *self.scales.values()))
+
+
+class SnapshotState(RecurrentState):
+    """A recurrent state that remembers itself at past lengths, so rollback is exact.
+
+    :meth:`snapshot` is called by the generator after every forward; :meth:`restore`
+    returns to a remembered length (``False`` when none is held: the caller replays).
+    At most ``keep`` snapshots are held, the most recent ones.
+    """
+
+    def __init__(self, keep: int = 256) -> None:
+        super().__init__()
+        self.keep = keep
+        self.snapshots: dict[int, dict[str, torch.Tensor] | None] = {0: None}
+
+    def snapshot(self) -> None:
+        tensors = None if self.tensors is None else {k: v.clone() for k, v in self.tensors.items()}
+        self.snapshots[self.length] = tensors
+        while len(self.snapshots) > self.keep:
+            del self.snapshots[min(k for k in self.snapshots if k != 0)]
+
+    def restore(self, length: int) -> bool:
+        for k in [k for k in self.snapshots if k > length]:
+            del self.snapshots[k]
+        if length not in self.snapshots:
+            return False
+        saved = self.snapshots[length]
+        self.tensors = None if saved is None else {k: v.clone() for k, v in saved.items()}
+        self.length = length
+        return True
+
+    def reset(self) -> None:
+        super().reset()
+        self.snapshots = {0: None}
+
+    def nbytes(self) -> int:
+        return 0 if self.tensors is None else sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+# --- kinds -------------------------------------------------------------------------------
+
+class CacheKind:
+    """How a cache stores its tensors. ``create`` builds one layer's cache."""
+
+    name: str = ""
+
+    def create(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, device: Any = None) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def bytes_per_element(self) -> float:
+        """Analytic storage bytes per cached element (scales included for quantised kinds)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+
+class DTypeCacheKind(CacheKind):
+    def __init__(self, config: Any = None, *, name: str = "fp32", dtype: torch.dtype = torch.float32) -> None:
+        self.name, self.dtype = name, dtype
+
+    def create(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, device: Any = None) -> Any:
+        return DTypeKVCache(fields, batch, max_len, dtype=self.dtype, device=device)
+
+    def bytes_per_element(self) -> float:
+        return float(torch.empty((), dtype=self.dtype).element_size())
+
+
+class QuantizedCacheKind(CacheKind):
+    def __init__(self, config: Any = None, *, name: str = "q8_0", bits: int = 8) -> None:
+        self.name, self.bits = name, bits
+        self.qblock = config.qblock if config is not None else 32
+
+    def create(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, device: Any = None) -> Any:
+        return QuantizedKVCache(fields, batch, max_len, bits=self.bits, qblock=self.qblock, device=device)
+
+    def bytes_per_element(self) -> float:
+        return self.bits / 8 + 2 / self.qblock  # codes + one fp16 scale per block
+
+
+def fp32(config: Any = None) -> CacheKind:
+    return DTypeCacheKind(config, name="fp32", dtype=torch.float32)
+
+
+def fp16(config: Any = None) -> CacheKind:
+    return DTypeCacheKind(config, name="fp16", dtype=torch.float16)
+
+
+def bf16(config: Any = None) -> CacheKind:
+    return DTypeCacheKind(config, name="bf16", dtype=torch.bfloat16)
+
+
+def q8_0(config: Any = None) -> CacheKind:
+    return QuantizedCacheKind(config, name="q8_0", bits=8)
+
+
+def q4_0(config: Any = None) -> CacheKind:
+    return QuantizedCacheKind(config, name="q4_0", bits=4)
+
+
+#: The built-in kinds by name; the pipeline resolves names through the ``cache_kind`` registry.
+CACHE_KINDS = {"fp32": fp32, "fp16": fp16, "bf16": bf16, "q8_0": q8_0, "q4_0": q4_0}
+
+
+def cache_kind(kind: str | CacheKind, runtime: Any = None) -> CacheKind:
+    """A :class:`CacheKind` from a name (registered ``cache_kind`` when a runtime is given)."""
+    if isinstance(kind, CacheKind):
+        return kind
+    if runtime is not None:
+        entry = runtime.get("cache_kind", kind)
+        config = entry.config() if entry.config is not None else None
+        return entry.load()(config)
+    if kind not in CACHE_KINDS:
+        from caramba.errors import did_you_mean
+
+        raise CarambaError(f"unknown cache kind '{kind}'", hint=did_you_mean(kind, CACHE_KINDS))
+    return CACHE_KINDS[kind]()
+
+
+# --- per model ---------------------------------------------------------------------------
+
+def cached_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules that declare ``cache_fields()`` or ``state_fields()``, by node path."""
+    out: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if not (hasattr(module, "cache_fields") or hasattr(module, "state_fields")):
+            continue
+        path = getattr(module, "node_path", "")
+        if not path:
+            raise CarambaError(f"module '{name}' ({type(module).__name__}) declares a cache but has no node_path",
+                               hint="build models with caramba's Builder, which sets node_path on every node")
+        if path in out:
+            raise CarambaError(f"two cached modules share the node path '{path}'",
+                               hint="node paths must be unique; build the model with caramba's Builder")
+        out[path] = module
+    return out
+
+
+def create_caches(model: nn.Module, kind: str | CacheKind = "fp32", *, batch: int = 1, max_len: int,
+                  device: Any = None, runtime: Any = None, keep_snapshots: int = 256) -> dict[str, Any]:
+    """One cache per attention module and one :class:`SnapshotState` per SSM module, by node path."""
+    if device is None:
+        device = next((p.device for p in model.parameters()), None)
+    kind = cache_kind(kind, runtime)
+    caches: dict[str, Any] = {}
+    for path, module in cached_modules(model).items():
+        if hasattr(module, "cache_fields"):
+            fields = {k: tuple(int(s) for s in v) for k, v in module.cache_fields().items()}
+            caches[path] = kind.create(fields, batch, max_len, device)
+        else:
+            caches[path] = SnapshotState(keep=keep_snapshots)
+    return caches
+
+
+def analytic_kv_bytes_per_token(model: nn.Module, kind: str | CacheKind = "fp32", runtime: Any = None) -> float:
+    """KV bytes per token per sequence from the layers' configs: Σ ``kv_elements_per_token()`` × bytes/element.
+
+    Uses each attention module's ``config.kv_elements_per_token()`` (the formula the
+    dry-run prints), falling back to the product of its ``cache_fields()`` shapes.
+    """
+    kind = cache_kind(kind, runtime)
+    elements = 0
+    for module in cached_modules(model).values():
+        if not hasattr(module, "cache_fields"):
+            continue
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "kv_elements_per_token"):
+            elements += int(config.kv_elements_per_token())
+        else:
+            elements += sum(math.prod(s) for s in module.cache_fields().values())
+    return elements * kind.bytes_per_element()
