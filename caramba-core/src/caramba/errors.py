@@ -17,7 +17,6 @@ shows a traceback for a ``CarambaError``.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -68,6 +67,8 @@ class Problem:
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``"did you mean 'x'?"`` for the closest choice, or a list of the valid ones."""
+    import difflib  # lazily: only a failing lookup pays for it
+
     options = sorted(set(choices))
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     if close:

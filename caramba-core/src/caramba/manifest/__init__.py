@@ -1,4 +1,7 @@
-"""Manifests: parse → substitute ``${vars}`` → apply ``-s`` overrides → lower → validate.
+"""Manifests: parse → apply ``-s`` overrides → substitute ``${vars}`` → lower → validate.
+
+Overrides apply to the manifest as written, so ``-s vars.d_model=256`` changes a
+variable everywhere it is used and an override's value may itself use ``${vars}``.
 
 Every stage collects problems; :func:`load_manifest` raises one
 :class:`~caramba.errors.ManifestError` listing all of them, each as
@@ -7,27 +10,21 @@ Every stage collects problems; :func:`load_manifest` raises one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from caramba.errors import ManifestError, Problem, UsageError, did_you_mean
-from caramba.manifest.config import Config, PolymorphicConfig, Scope
-from caramba.manifest.decode import INVALID, Decoder, format_path
-from caramba.manifest.lower import lower
-from caramba.manifest.overrides import apply_overrides
-from caramba.manifest.schema import (
-    BenchmarkConfig,
-    ComponentSpec,
-    ExperimentTarget,
-    ManifestSpec,
-    ProcessTarget,
-    RunSpec,
-    VerifierConfig,
-)
-from caramba.manifest.source import load_file, load_text, locate, to_plain
-from caramba.manifest.variables import substitute
+if TYPE_CHECKING:
+    from caramba.manifest.config import Config, PolymorphicConfig, Scope
+    from caramba.manifest.load import Manifest, load_manifest, load_manifest_text
+    from caramba.manifest.schema import (
+        BenchmarkConfig,
+        ComponentSpec,
+        ExperimentTarget,
+        ManifestSpec,
+        ProcessTarget,
+        RunSpec,
+        VerifierConfig,
+    )
 
 __all__ = [
     "BenchmarkConfig",
@@ -45,135 +42,29 @@ __all__ = [
     "load_manifest_text",
 ]
 
-
-@dataclass
-class Manifest:
-    """A validated manifest: the decoded spec plus the resolved data it came from."""
-
-    spec: ManifestSpec
-    resolved: dict[str, Any]
-    source: str = "<string>"
-    overrides: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def targets(self) -> list[ExperimentTarget | ProcessTarget]:
-        return self.spec.targets
-
-    def target(self, name: str | None = None) -> ExperimentTarget | ProcessTarget:
-        """A target by name or entrypoint alias; with no name, ``entrypoints.default`` or the first."""
-        if name is None:
-            name = self.spec.entrypoints.get("default")
-            if name is None:
-                if not self.spec.targets:
-                    raise UsageError(f"{self.source} declares no targets", hint="add one under targets:")
-                return self.spec.targets[0]
-        name = self.spec.entrypoints.get(name, name)
-        for prefix in ("target:", "experiment:", "process:"):
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-        for target in self.spec.targets:
-            if target.name == name:
-                return target
-        names = [t.name for t in self.spec.targets] + list(self.spec.entrypoints)
-        raise UsageError(f"{self.source} has no target '{name}'", hint=did_you_mean(name, names))
+# Names load on first use: a plugin's config module imports ``caramba.manifest.config``
+# without paying for the YAML loader and the decoder.
+_EXPORTS: dict[str, str] = {
+    "Config": "caramba.manifest.config",
+    "PolymorphicConfig": "caramba.manifest.config",
+    "Scope": "caramba.manifest.config",
+    "Manifest": "caramba.manifest.load",
+    "load_manifest": "caramba.manifest.load",
+    "load_manifest_text": "caramba.manifest.load",
+    **{name: "caramba.manifest.schema" for name in (
+        "BenchmarkConfig", "ComponentSpec", "ExperimentTarget", "ManifestSpec", "ProcessTarget", "RunSpec",
+        "VerifierConfig")},
+}
 
 
-def load_manifest(runtime: Any, path: str | Path, overrides: Sequence[str] = ()) -> Manifest:
-    return _finish(runtime, load_file(path), str(path), overrides)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'caramba.manifest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-def load_manifest_text(runtime: Any, text: str, *, filename: str = "<string>",
-                       overrides: Sequence[str] = ()) -> Manifest:
-    return _finish(runtime, load_text(text, filename), filename, overrides)
-
-
-def _finish(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Manifest:
-    problems: list[Problem] = []
-    if not isinstance(data, dict):
-        raise ManifestError([Problem(getattr(data, "location", None), "", "a manifest must be a mapping",
-                                     "start with 'version: 2'")], source=source)
-    substitute(data, problems)
-    apply_overrides(data, overrides, problems)
-    if problems:
-        raise ManifestError(problems, source=source)
-    lower(data)
-    spec = validate(runtime, data, problems)
-    if problems or spec is INVALID:
-        raise ManifestError(problems or [Problem(None, "", "invalid manifest")], source=source)
-    return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides))
-
-
-def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
-    """Decode ``data`` into a :class:`ManifestSpec` and run every semantic check."""
-    decoder = Decoder(runtime, data, problems)
-
-    requires = data.get("requires")
-    if isinstance(requires, list):
-        for i, req in enumerate(requires):
-            if isinstance(req, str) and (msg := runtime.check_requires([req])):
-                decoder.report(("requires", i), msg[0], "install the plugin distribution, then run again")
-
-    spec = decoder.decode(data, ManifestSpec, ())
-    if spec is INVALID:
-        return INVALID
-
-    def report(path: tuple[str | int, ...], message: str, hint: str = "") -> None:
-        problems.append(Problem(locate(data, path), format_path(path), message, hint))
-
-    names: dict[str, int] = {}
-    for ti, target in enumerate(spec.targets):
-        tpath: tuple[str | int, ...] = ("targets", ti)
-        if target.name in names:
-            report((*tpath, "name"), f"duplicate target name '{target.name}'",
-                   f"target {names[target.name]} has the same name; rename one")
-        names.setdefault(target.name, ti)
-        if isinstance(target, ExperimentTarget):
-            _check_experiment(runtime, decoder, target, tpath, report)
-    for alias, name in spec.entrypoints.items():
-        bare = name.split(":", 1)[1] if ":" in name else name
-        if bare not in names:
-            report(("entrypoints", alias), f"entrypoint '{alias}' names no target '{bare}'",
-                   did_you_mean(bare, names))
-    return spec
-
-
-def _check_experiment(runtime: Any, decoder: Decoder, target: ExperimentTarget,
-                      tpath: tuple[str | int, ...], report: Any) -> None:
-    trainer = runtime.registry("trainer").get(target.trainer.ref)
-    run_config = trainer.extras.get("run_config")
-    run_ids: set[str] = set()
-    for ri, run in enumerate(target.runs):
-        rpath = (*tpath, "runs", ri)
-        if run.id in run_ids:
-            report((*rpath, "id"), f"duplicate run id '{run.id}'", "run ids must be unique within a target")
-        run_ids.add(run.id)
-        if run.train is None:
-            continue
-        if run_config is None:
-            report((*rpath, "train"), f"trainer '{trainer.name}' takes no per-run train: block")
-            continue
-        decoded = decoder.decode_struct(run.train, run_config, (*rpath, "train"), label=f"{trainer.name} train")
-        if decoded is not INVALID:
-            run.train = decoded
-    for bi, bench in enumerate(target.benchmarks):
-        known = set(target.labels) | {"student", "teacher", "model"}
-        for mi, model in enumerate(bench.models):
-            if model not in known:
-                report((*tpath, "benchmarks", bi, "models", mi), f"unknown model '{model}'",
-                       "name 'student', 'teacher' or a key of the target's labels:")
-    scope = Scope(report, tpath)
-    for key in ("data", "system", "objective", "trainer"):
-        component: ComponentSpec = getattr(target, key)
-        if isinstance(component.config, Config):
-            component.config.check(scope.child(key, "config"))
-    for ri, run in enumerate(target.runs):
-        if isinstance(run.train, Config):
-            run.train.check(scope.child("runs", ri, "train"))
-        for vi, verifier in enumerate(run.verify):
-            verifier.check(scope.child("runs", ri, "verify", vi))
-    for bi, bench in enumerate(target.benchmarks):
-        bench.config.check(scope.child("benchmarks", bi, "config"))
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

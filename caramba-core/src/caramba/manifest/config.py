@@ -67,3 +67,8 @@ class Scope:
         except ShapeError as exc:
             sub.error(exc.field, exc.message, exc.hint)
             return None
+        except Exception as exc:  # noqa: BLE001 - a crashing infer is reported, never a traceback
+            name = getattr(node, "type", "") or type(node).__name__
+            sub.error(None, f"cannot infer the output shape of '{name}' for input {x}: "
+                      f"{type(exc).__name__}: {exc}", "this is a bug in the plugin that registered it")
+            return None

@@ -9,15 +9,16 @@ are dispatched by ``type`` through the registries, and every problem is reported
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
 from caramba.errors import Location, Problem, did_you_mean
-from caramba.manifest.config import PolymorphicConfig
+from caramba.manifest.config import Config, PolymorphicConfig, Scope
 from caramba.manifest.source import locate
 
 __all__ = ["Decoder", "Kind", "format_path"]
@@ -136,9 +137,10 @@ class Decoder:
         try:
             return msgspec.convert(value, tp, strict=True)
         except msgspec.ValidationError as exc:
-            msg = str(exc)
-            cut = msg.find(" - at `$")
-            self.report(path, msg[:cut] if cut >= 0 else msg)
+            message, sub = _split_msgspec_error(str(exc))
+            inner = _follow(value, sub)
+            self.report((*path, *sub), _describe(message, inner, _strip_annotated(tp) if not sub else None),
+                        _literal_hint(inner, tp) if not sub else "")
             return INVALID
 
     def decode_struct(self, value: Any, cls: type[msgspec.Struct], path: Path,
@@ -165,10 +167,21 @@ class Decoder:
         if len(self.problems) > before or any(v is INVALID for v in kwargs.values()):
             return INVALID
         try:
-            return cls(**kwargs)
+            out = cls(**kwargs)
         except (ValueError, TypeError) as exc:
             self.report(path, str(exc))
             return INVALID
+        if isinstance(out, Config):
+            self.check(out, path, label)
+        return out
+
+    def check(self, config: Config, path: Path, label: str) -> None:
+        """Run a decoded config's own semantic checks, reporting at ``path``."""
+        try:
+            config.check(Scope(self.report, path))
+        except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
+            self.report(path, f"{label}.check() failed: {type(exc).__name__}: {exc}",
+                        "this is a bug in the plugin that registered it; please report it")
 
     def decode_polymorphic(self, value: Any, base: type[PolymorphicConfig], path: Path) -> Any:
         kinds = base.__caramba_kinds__
@@ -176,6 +189,10 @@ class Decoder:
             self.report(path, f"expected a mapping with a 'type' ({' or '.join(kinds)}), got {_kind(value)}")
             return INVALID
         name = value.get("type")
+        if "type" in value and not isinstance(name, str):
+            self.report((*path, "type"), f"'type' must name a {' or '.join(kinds)}, got {_kind(name)}",
+                        f"caramba ls {kinds[0]} lists them")
+            return INVALID
         if not isinstance(name, str) or not name:
             self.report(path, f"missing 'type' for a {' or '.join(kinds)}",
                         "add 'type: <name>' (caramba ls " + kinds[0] + " lists them)")
@@ -243,6 +260,59 @@ def _is_leaf(tp: Any) -> bool:
     if typing.get_origin(tp) is Annotated:
         return _is_leaf(typing.get_args(tp)[0])
     return all(_is_leaf(a) for a in typing.get_args(tp) if not isinstance(a, (int, str, float, bool)) or a is None)
+
+
+def _split_msgspec_error(text: str) -> tuple[str, Path]:
+    """``"Expected `int`, got `str` - at `$[1].x`"`` into the message and the sub-path ``(1, "x")``."""
+    cut = text.find(" - at `$")
+    if cut < 0:
+        return text, ()
+    where = text[cut + len(" - at `$"):].rstrip("`")
+    sub: list[str | int] = []
+    for part in re.findall(r"\[(\d+)\]|\[(.*?)\]|\.([^.\[]+)", where):
+        index, key, attr = part
+        sub.append(int(index) if index else (key.strip("'\"") if key else attr))
+    return text[:cut], tuple(sub)
+
+
+def _follow(value: Any, sub: Path) -> Any:
+    for part in sub:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _strip_annotated(tp: Any) -> Any:
+    return typing.get_args(tp)[0] if typing.get_origin(tp) is Annotated else tp
+
+
+def _describe(message: str, value: Any, tp: Any) -> str:
+    """msgspec's messages in the manifest's words: what was expected, what was given."""
+    m = re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", message)
+    if m:
+        expected = _type_name(tp) if tp is not None and typing.get_origin(tp) is not Literal else m.group(1)
+        return f"expected {_plain(expected)}, got {_kind(value)}"
+    m = re.fullmatch(r"Expected `(.+?)` (.+)", message)
+    if m:
+        return f"expected {_plain(m.group(1))} {m.group(2)}, got {value!r}"
+    if message.startswith("Invalid enum value") and tp is not None and typing.get_origin(tp) is Literal:
+        choices = ", ".join(repr(a) for a in typing.get_args(tp))
+        return f"expected one of {choices}, got {value!r}"
+    return message[:1].lower() + message[1:]
+
+
+def _plain(name: str) -> str:
+    return {"array": "a list", "object": "a mapping", "str": "a string", "int": "an int", "float": "a number",
+            "bool": "true or false", "null": "null"}.get(name, name)
+
+
+def _literal_hint(value: Any, tp: Any) -> str:
+    tp = _strip_annotated(tp)
+    if typing.get_origin(tp) is Literal and isinstance(value, str):
+        return did_you_mean(value, [str(a) for a in typing.get_args(tp)])
+    return ""
 
 
 def _kind(value: Any) -> str:

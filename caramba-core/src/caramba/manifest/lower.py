@@ -15,17 +15,22 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from caramba.manifest.source import SourceDict, SourceList
+from caramba.errors import Problem
+from caramba.manifest.source import SourceDict, SourceList, locate
 
 __all__ = ["lower"]
 
 _COMPONENT_FIELDS = ("data", "system", "objective", "trainer")
 
 
-def lower(data: Any) -> Any:
+def lower(data: Any, problems: list[Problem] | None = None) -> Any:
+    """Lower ``data`` in place; problems (an empty ``seed: []``) go into ``problems``."""
+    if problems is None:
+        problems = []
     if not isinstance(data, dict):
         return data
-    for target in data.get("targets") or []:
+    targets = data.get("targets")
+    for ti, target in enumerate(targets if isinstance(targets, list) else []):
         if not isinstance(target, dict):
             continue
         for key in _COMPONENT_FIELDS:
@@ -36,6 +41,12 @@ def lower(data: Any) -> Any:
             target["task"] = task["ref"]
         runs = target.get("runs")
         if isinstance(runs, list):
+            for ri, run in enumerate(runs):
+                if isinstance(run, dict) and run.get("seed") == []:
+                    path = ("targets", ti, "runs", ri, "seed")
+                    problems.append(Problem(locate(data, path), f"targets[{ti}].runs[{ri}].seed",
+                                            "seed list is empty: this run would not run at all",
+                                            "give at least one seed, or a single integer"))
             target["runs"] = _expand_seeds(runs)
             for run in target["runs"]:
                 if isinstance(run, dict) and isinstance(run.get("verify"), dict):

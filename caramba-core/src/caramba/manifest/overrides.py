@@ -2,7 +2,10 @@
 
 A path is dotted; a list item is named by its index or by its ``name``/``id``. The value
 is parsed as a YAML flow value (``1e-3`` is a float, ``[1, 2]`` a list). Overrides apply
-after variable substitution and before lowering, and the whole manifest is validated again.
+to the manifest as written, before variable substitution (``-s vars.d=64`` changes a
+variable; a value may use ``${vars}``), and the whole manifest is validated again.
+Missing mappings along the path are created (``-s ...runs.0.train.lr=1e-3`` works
+without a ``train:`` block); a typo there is then an unknown field in the report.
 """
 
 from __future__ import annotations
@@ -76,10 +79,10 @@ def _set(data: Any, parts: list[str], value: Any, where: Location, dotted: str, 
                 if isinstance(node, SourceDict):
                     node.locations[part] = where
                 return
-            if part not in node:
-                problems.append(Problem(where, here, f"override path '{dotted}': no field '{part}' here",
-                                        did_you_mean(part, [str(k) for k in node])))
-                return
+            if part not in node or node[part] is None:
+                node[part] = SourceDict(location=where)
+                if isinstance(node, SourceDict):
+                    node.locations[part] = where
             node = node[part]
         else:
             problems.append(Problem(where, here, f"override path '{dotted}': '{parts[depth - 1]}' is not a "

@@ -187,9 +187,7 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self.problems.append(Problem(self.loc(key_node), path, "mapping keys must be plain scalars"))
                 continue
-            key = key_node.value if key_node.style else _core_scalar(key_node.value)
-            if not isinstance(key, str):
-                key = str(key)
+            key = key_node.value  # keys are names: `1:` or `null:` stay the text written
             sub = f"{path}.{key}" if path else key
             if key in out:
                 first = out.locations.get(key)
@@ -220,9 +218,11 @@ def load_text(text: str, filename: str = "<string>", *, fmt: str | None = None) 
         msg = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.context and exc.problem:
             msg = f"YAML syntax error: {exc.problem} ({exc.context})"
-        raise ManifestError(
-            [Problem(loc, "", msg, "check indentation, colons and quotes on this line")], source=filename
-        ) from None
+        hint = "check indentation, colons and quotes on this line"
+        line = text.splitlines()[loc.line - 1] if 0 < loc.line <= len(text.splitlines()) else ""
+        if "${" in line and ("{" in line.replace("${", "") or "[" in line):
+            hint = 'inside [..] or {..} quote placeholders: "${name}"'
+        raise ManifestError([Problem(loc, "", msg, hint)], source=filename) from None
     except yaml.YAMLError as exc:  # reader errors: bad bytes
         raise ManifestError([Problem(Location(filename), "", f"cannot read YAML: {exc}")], source=filename) from None
     if len(nodes) > 1:
@@ -239,10 +239,16 @@ def load_text(text: str, filename: str = "<string>", *, fmt: str | None = None) 
 
 
 def _load_json(text: str, filename: str) -> Any:
+    """JSON with exact JSON semantics, and positions from the YAML composer where it agrees.
+
+    JSON is (nearly) a subset of YAML's flow style, so composing the same text gives every
+    value its ``line:col``; when the two readings differ (exotic escapes), positions fall
+    back to the file alone.
+    """
     problems: list[Problem] = []
 
-    def hook(pairs: list[tuple[str, Any]]) -> SourceDict:
-        out = SourceDict(location=Location(filename))
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
                 problems.append(Problem(Location(filename), k, f"duplicate key '{k}'", "keep one"))
@@ -256,18 +262,27 @@ def _load_json(text: str, filename: str) -> Any:
             [Problem(Location(filename, exc.lineno, exc.colno), "", f"JSON syntax error: {exc.msg}")],
             source=filename,
         ) from None
+    try:
+        located = load_text(text, filename, fmt="yaml")
+    except ManifestError as exc:
+        located = None
+        if problems:  # the YAML reading names the duplicate's line and column
+            problems = [p for p in exc.problems if "duplicate key" in p.message] or problems
     if problems:
         raise ManifestError(problems, source=filename)
-    return _wrap_lists(data)
+    if located is not None and to_plain(located) == data:
+        return located
+    return _wrap(data, Location(filename))
 
 
-def _wrap_lists(value: Any) -> Any:
+def _wrap(value: Any, where: Location) -> Any:
     if isinstance(value, dict):
-        for k in list(value):
-            value[k] = _wrap_lists(value[k])
-        return value
+        out = SourceDict(location=where)
+        for k, v in value.items():
+            out[k] = _wrap(v, where)
+        return out
     if isinstance(value, list):
-        return SourceList([_wrap_lists(v) for v in value])
+        return SourceList([_wrap(v, where) for v in value], location=where)
     return value
 
 

@@ -2,11 +2,14 @@
 
 A string that is exactly one placeholder takes the variable's value with its type
 (``d_model: ${d}`` is an int); placeholders inside a longer string are interpolated
-as text. Variables may use other variables; cycles and unknown names are problems.
+as text (numbers as written, booleans as ``true``/``false``; a list or mapping cannot be
+interpolated). ``$${name}`` is the literal text ``${name}``. Variables may use other
+variables; cycles and unknown names are problems.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -15,7 +18,8 @@ from caramba.manifest.source import SourceDict, SourceList, locate
 
 __all__ = ["substitute"]
 
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.-]+)\}")
+_PLACEHOLDER = re.compile(r"(?<!\$)\$\{([A-Za-z0-9_.-]+)\}")
+_ESCAPED = re.compile(r"\$\$\{")
 
 
 def substitute(data: Any, problems: list[Problem]) -> Any:
@@ -55,7 +59,9 @@ def substitute(data: Any, problems: list[Problem]) -> Any:
             problems.append(Problem(locate(root, rel), path, f"unknown variable '${{{name}}}'",
                                     did_you_mean(name, raw.keys()) if raw else "declare it under vars:"))
             return _MISSING
-        return resolve(name)
+        value = resolve(name)
+        # each use gets its own copy, so lowering one use never changes another
+        return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
 
     for name in list(raw):
         resolve(name)
@@ -79,11 +85,13 @@ def _walk(node: Any, lookup: Any, root: Any, path: tuple[Any, ...], problems: li
 def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...], problems: list[Problem],
                       *, root: Any, rel: tuple[Any, ...]) -> Any:
     if isinstance(value, str):
+        if "${" not in value:
+            return value
         if not lookup:
             for m in _PLACEHOLDER.finditer(value):
                 problems.append(Problem(locate(root, rel), _dotted(where),
                                         f"unknown variable '${{{m.group(1)}}}'", "declare it under vars:"))
-            return value
+            return _ESCAPED.sub("${", value)
         whole = _PLACEHOLDER.fullmatch(value)
         if whole:
             got = lookup(whole.group(1), where, root, rel)
@@ -91,9 +99,17 @@ def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...
 
         def repl(m: re.Match[str]) -> str:
             got = lookup(m.group(1), where, root, rel)
-            return m.group(0) if got is _MISSING else str(got)
+            if got is _MISSING:
+                return m.group(0)
+            if isinstance(got, (dict, list)):
+                problems.append(Problem(locate(root, rel), _dotted(where),
+                                        f"variable '${{{m.group(1)}}}' is a {'mapping' if isinstance(got, dict) else 'list'}"
+                                        " and cannot be interpolated into text",
+                                        f"use it as the whole value: '${{{m.group(1)}}}'"))
+                return m.group(0)
+            return _as_text(got)
 
-        return _PLACEHOLDER.sub(repl, value)
+        return _ESCAPED.sub("${", _PLACEHOLDER.sub(repl, value))
     if isinstance(value, (SourceDict, SourceList, dict, list)):
         if isinstance(value, dict):
             for key in list(value):
@@ -104,6 +120,14 @@ def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...
                 value[i] = _substitute_value(value[i], lookup, _root, (*where, i), problems,
                                              root=root, rel=(*rel, i))
     return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
 
 
 def _dotted(path: tuple[Any, ...]) -> str:

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from caramba.errors import CarambaError, RegistryError, did_you_mean
 
 __all__ = ["KINDS", "PLURALS", "Entry", "Registry", "UnknownComponent"]
@@ -93,8 +95,13 @@ class Registry:
         if self._frozen:
             raise RegistryError(f"the {self.kind} registry is frozen; register components in a "
                                 f"caramba_register_{PLURALS[self.kind]} hook")
-        if ":" not in factory:
-            raise RegistryError(f"{self.kind} '{name}': factory must be 'module:attr', got {factory!r}")
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f"a {self.kind} needs a non-empty string name, got {name!r}")
+        if not isinstance(factory, str) or ":" not in factory:
+            raise RegistryError(f"{self.kind} '{name}': factory must be 'module:attr', got {factory!r}",
+                                hint="name the factory lazily as a string, so registering imports no torch")
+        if config is not None and not (isinstance(config, type) and issubclass(config, msgspec.Struct)):
+            raise RegistryError(f"{self.kind} '{name}': config must be a caramba.Config subclass, got {config!r}")
         for n in (name, *aliases):
             holder = self._owner(n)
             if holder is not None:

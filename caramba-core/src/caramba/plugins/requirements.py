@@ -7,9 +7,10 @@ A requirement is ``name``, optionally followed by comma-separated clauses of
 from __future__ import annotations
 
 import re
-from importlib import metadata
 
-__all__ = ["check_requirement"]
+from caramba.plugins.discovery import find_distribution
+
+__all__ = ["check_requirement", "requirement_name"]
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
 _CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.]*)$")
@@ -25,16 +26,22 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def requirement_name(requirement: str) -> str:
+    """The distribution a requirement names (``caramba-layers>=1`` → ``caramba-layers``)."""
+    m = _REQ.match(requirement)
+    return m.group(1) if m else requirement.strip()
+
+
 def check_requirement(requirement: str) -> str | None:
     """``None`` when satisfied, else a message saying what is missing."""
     m = _REQ.match(requirement)
     if not m:
         return f"cannot parse requirement {requirement!r} (expected e.g. 'caramba-layers>=1.0')"
     name, rest = m.group(1), m.group(2).strip()
-    try:
-        installed = metadata.version(name)
-    except metadata.PackageNotFoundError:
+    dist = find_distribution(name)
+    if dist is None:
         return f"{name} is not installed (pip install '{requirement}')"
+    installed = dist.version
     if not rest:
         return None
     have = _version_tuple(installed)

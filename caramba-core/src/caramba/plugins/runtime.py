@@ -14,20 +14,19 @@ version and the reason) and rolled back, while every other plugin keeps working.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from caramba.errors import PluginError
-from caramba.plugins import hooks
+from caramba.plugins import discovery, hooks
 from caramba.plugins.registry import KINDS, PLURALS, Entry, Registry
 
 if TYPE_CHECKING:
-    from caramba.manifest.schema import Manifest
+    from caramba.manifest.load import Manifest
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Runtime"]
 
@@ -98,18 +97,16 @@ class Runtime:
     # -- loading -------------------------------------------------------------------------
     def _autoload(self) -> None:
         only = [p.strip() for p in os.environ.get("CARAMBA_PLUGINS", "").split(",") if p.strip()]
-        seen: set[str] = set()
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            if ep.name in seen:
+        owners: dict[str, str] = {p.name: "(passed to Runtime)" for p in self.plugins}
+        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=lambda e: (e.name, e.dist.name)):
+            info = PluginInfo(name=ep.name, distribution=ep.dist.name, version=ep.dist.version, location=ep.value)
+            if ep.name in owners:
+                info.status = "failed"
+                info.reason = (f"entry-point name '{ep.name}' is already taken by {owners[ep.name]}; "
+                               "rename one of the entry points")
+                self._fail(info, None)
                 continue
-            seen.add(ep.name)
-            dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                name=ep.name,
-                distribution=dist.metadata["Name"] if dist is not None else "",
-                version=dist.version if dist is not None else "",
-                location=ep.value,
-            )
+            owners[ep.name] = f"{ep.dist.name} {ep.dist.version}".strip()
             if ep.name in self._blocked or (only and ep.name not in only):
                 info.status = "blocked"
                 info.reason = "blocked by -p no:" + ep.name if ep.name in self._blocked else "not in CARAMBA_PLUGINS"
@@ -117,7 +114,7 @@ class Runtime:
                 continue
             self._load_one(info, ep.load)
 
-    def _load_one(self, info: PluginInfo, load: Any) -> None:
+    def _load_one(self, info: PluginInfo, load: Callable[[], Any]) -> None:
         registered = False
         try:
             module = load()
@@ -126,7 +123,7 @@ class Runtime:
             self.pm.register(module, name=info.name)
             registered = True
             self._register_components(info)
-        except Exception as exc:  # noqa: BLE001 - any failure in a plugin is isolated
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure in a plugin is isolated
             for registry in self.registries.values():
                 registry.remove_plugin(info.name)
             if registered:
@@ -134,16 +131,20 @@ class Runtime:
             info.status = "failed"
             info.reason = f"{type(exc).__name__}: {exc}"
             info.components = {}
-            self.plugins.append(info)
-            if self.strict:
-                raise PluginError(
-                    f"plugin '{info.name}'" + (f" ({info.distribution} {info.version})" if info.distribution else "")
-                    + f" failed to load: {info.reason}",
-                    hint="fix or uninstall it, block it with -p no:" + info.name
-                    + ", or unset CARAMBA_STRICT_PLUGINS",
-                ) from exc
+            self._fail(info, exc)
             return
         self.plugins.append(info)
+
+    def _fail(self, info: PluginInfo, exc: BaseException | None) -> None:
+        """Record a failed plugin; under strict mode, stop with a :class:`PluginError`."""
+        self.plugins.append(info)
+        if self.strict:
+            raise PluginError(
+                f"plugin '{info.name}'" + (f" ({info.distribution} {info.version})" if info.distribution else "")
+                + f" failed to load: {info.reason}",
+                hint="fix or uninstall it, block it with -p no:" + info.name
+                + ", or unset CARAMBA_STRICT_PLUGINS",
+            ) from exc
 
     def _register_components(self, info: PluginInfo) -> None:
         for kind, registry in self.registries.items():
@@ -189,10 +190,27 @@ class Runtime:
         ]
 
     def check_requires(self, requires: Sequence[str]) -> list[str]:
-        """Problems with a manifest's ``requires:`` list (``caramba-layers>=1.0``)."""
-        from caramba.plugins.requirements import check_requirement
+        """Problems with a manifest's ``requires:`` list (``caramba-layers>=1.0``).
 
-        return [msg for req in requires if (msg := check_requirement(req))]
+        A requirement fails when the distribution is missing or of the wrong version, and
+        also when it is installed but its plugin did not load (failed or blocked here).
+        """
+        from caramba.plugins.discovery import normalize
+        from caramba.plugins.requirements import check_requirement, requirement_name
+
+        problems = []
+        for req in requires:
+            msg = check_requirement(req)
+            if msg is None:
+                name = normalize(requirement_name(req))
+                for p in self.plugins:
+                    if p.status != "loaded" and p.distribution and normalize(p.distribution) == name:
+                        msg = f"{req} is installed but its plugin '{p.name}' is {p.status}" + (
+                            f": {p.reason}" if p.reason else "")
+                        break
+            if msg:
+                problems.append(msg)
+        return problems
 
     # -- manifests -----------------------------------------------------------------------
     def load_manifest(self, path: str, overrides: Sequence[str] = ()) -> Manifest:
