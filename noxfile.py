@@ -1,0 +1,90 @@
+"""Development sessions: ``nox -s tests``, ``nox -s template``, ``nox -s sync_template``.
+
+pip (never uv) installs from ``requirements-dev.txt``, whose exact torch pin keeps the
+resolver on the CPU wheel. ``scripts/test`` runs ``template`` after pytest with
+``--reuse-existing-virtualenvs`` so reruns are quick.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = ("caramba-core", "caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels",
+            "caramba-agents")
+TEMPLATE = ROOT / "plugins-template"
+BUNDLED_TEMPLATE = ROOT / "caramba-core" / "src" / "caramba" / "cli" / "template"
+TEMPLATE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".ruff_cache",
+                                         "build", "dist")
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["tests", "template"]
+
+
+def _present(*names: str) -> list[str]:
+    return [f"./{n}" for n in names if (ROOT / n / "pyproject.toml").is_file()]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole pytest suite against editable installs of every package."""
+    session.install("-r", "requirements-dev.txt")
+    session.install("--no-deps", *[arg for path in _present(*PACKAGES) for arg in ("-e", path)])
+    session.env["CARAMBA_STRICT_PLUGINS"] = "1"
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """The template as a user gets it: a built wheel, installed (not editable) beside released caramba.
+
+    Checks that ``caramba plugins --json`` lists it, that a manifest using its layer
+    validates, builds and trains, and that its own tests pass against the installed wheel.
+    """
+    constraints = ("-c", "requirements-dev.txt")
+    session.install(*constraints, "setuptools>=64", "pytest")
+    session.install(*constraints, *_present("caramba-core", "caramba-layers", "caramba-trainers"))
+    work = Path(tempfile.mkdtemp(prefix="caramba-template-"))
+    session.run("python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
+                str(TEMPLATE))
+    [wheel] = (work / "dist").glob("caramba_plugin_example-*.whl")
+    session.install(*constraints, "--force-reinstall", "--no-deps", str(wheel))
+    session.env["CARAMBA_STRICT_PLUGINS"] = "1"
+
+    listing = json.loads(session.run("caramba", "plugins", "--json", silent=True))
+    [plugin] = [p for p in listing["plugins"] if p["distribution"] == "caramba-plugin-example"]
+    expected = {"layer": ["ExampleLayer"], "topology": ["ExampleTopology"], "sink": ["example_csv"]}
+    if plugin["status"] != "loaded" or plugin["components"] != expected:
+        session.error(f"caramba plugins lists the template wrongly: {plugin}")
+    if "site-packages" not in plugin["location"]:
+        session.error(f"the template was not loaded from the installed wheel: {plugin['location']}")
+
+    manifest = TEMPLATE / "examples" / "regression.yml"
+    session.run("caramba", "validate", str(manifest))
+    session.run("caramba", "run", str(manifest), "--dry-run")
+    session.run("caramba", "run", str(manifest), "--out", str(work / "artifacts"))
+    metrics = sorted((work / "artifacts").rglob("metrics.csv"))
+    if not metrics:
+        session.error("the run wrote no metrics.csv through the template's example_csv sink")
+    session.log(f"trained: {metrics[0]}")
+
+    # The template's own tests, importing the installed wheel (run from a folder without src/).
+    tests_copy = work / "plugin-tests"
+    shutil.copytree(TEMPLATE / "tests", tests_copy / "tests")
+    shutil.copy(TEMPLATE / "pyproject.toml", tests_copy / "pyproject.toml")
+    with session.chdir(tests_copy):
+        session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@nox.session(python=False)
+def sync_template(session: nox.Session) -> None:
+    """Copy ``plugins-template/`` into caramba-core's package data (what ``caramba new-plugin`` writes from)."""
+    shutil.rmtree(BUNDLED_TEMPLATE, ignore_errors=True)
+    shutil.copytree(TEMPLATE, BUNDLED_TEMPLATE, ignore=TEMPLATE_IGNORE)
+    session.log(f"copied {TEMPLATE.name}/ to {BUNDLED_TEMPLATE.relative_to(ROOT)}/")
