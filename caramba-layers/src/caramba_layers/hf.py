@@ -1,0 +1,219 @@
+"""Hugging Face Llama-family checkpoints: import into and export from ``system.language_model``.
+
+    model = from_pretrained("path/to/llama")           # config.json + (sharded) safetensors
+    export(model, "out/")                               # back to config.json + model.safetensors
+
+Weights are matched by *role*, not by module path: the built model's layers are walked in
+order, and each block's ``[RMSNorm, attention, RMSNorm, MLP]`` gets Llama's
+``input_layernorm, self_attn, post_attention_layernorm, mlp`` names. Weights are read
+with safetensors only; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from caramba.errors import CheckpointError
+from caramba.graph.modules import NodeModule, TopologyModule
+from caramba.pipeline import atomic_write_bytes, atomic_write_json
+
+from caramba_layers.modules.attention import AttentionLayer
+from caramba_layers.modules.basic import DropoutLayer, LinearLayer
+from caramba_layers.modules.embedders import TokenEmbedder
+from caramba_layers.modules.glu import GLULayer
+from caramba_layers.modules.norm import RMSNormLayer
+from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
+
+__all__ = ["HFCheckpoint", "export", "from_pretrained", "llama_parameters", "load_state", "load_weights",
+           "read_config", "resolve"]
+
+_IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
+
+
+def resolve(path: str | Path) -> Path:
+    """A local checkpoint folder; ``hf://org/name`` must already be in the Hugging Face cache."""
+    text = str(path)
+    if text.startswith("hf://"):
+        repo = text[len("hf://"):]
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(repo, local_files_only=True))
+        except Exception as exc:  # noqa: BLE001 - any failure means "not available offline"
+            raise CheckpointError(f"'{repo}' is not in the local Hugging Face cache ({type(exc).__name__})",
+                                  hint="download it once (huggingface-cli download), or pass a local folder") from None
+    folder = Path(text)
+    if not folder.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {folder}", hint="pass a folder with config.json")
+    return folder
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint folder."""
+    file = resolve(path) / "config.json"
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{file} does not exist", hint="an HF checkpoint folder holds config.json") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{file} is not valid JSON: {exc}") from None
+
+
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``model.safetensors`` or of the shards a ``model.safetensors.index.json`` lists."""
+    from safetensors.torch import load_file
+
+    folder = resolve(path)
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.exists():
+        files = [single]
+    elif index.exists():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        files = [folder / name for name in sorted(set(weight_map.values()))]
+    else:
+        raise CheckpointError(f"{folder} has neither model.safetensors nor model.safetensors.index.json",
+                              hint="only safetensors checkpoints are read (never pickles)")
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        try:
+            state.update(load_file(str(file)))
+        except Exception as exc:  # noqa: BLE001 - a corrupt or missing shard
+            raise CheckpointError(f"cannot read {file}: {exc}") from None
+    return state
+
+
+def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{Llama name: caramba parameter}`` for a Llama-layout ``system.language_model``."""
+    leaves = [m for m in model.modules()
+              if isinstance(m, NodeModule) and not isinstance(m, TopologyModule | DropoutLayer)]
+    names: dict[str, torch.Tensor] = {}
+
+    def fail(why: str) -> CheckpointError:
+        return CheckpointError(f"the model is not of the Llama layout: {why}",
+                               hint="embedding, N × [RMSNorm, attention, RMSNorm, MLP], RMSNorm, LM head")
+
+    if not leaves or not isinstance(leaves[0], TokenEmbedder):
+        raise fail("it does not start with a token embedder")
+    names["model.embed_tokens.weight"] = leaves[0].embedding.weight
+    rest = leaves[1:]
+    if rest and isinstance(rest[-1], LinearLayer):
+        rest = rest[:-1]  # the head, found again below through model.head
+    if not rest or not isinstance(rest[-1], RMSNormLayer):
+        raise fail("the last layer before the head is not an RMSNormLayer")
+    *blocks, final = rest
+    if len(blocks) % 4:
+        raise fail(f"{len(blocks)} layers between embedding and final norm is not a multiple of 4")
+    for i in range(len(blocks) // 4):
+        norm1, attn, norm2, mlp = blocks[4 * i: 4 * i + 4]
+        if not (isinstance(norm1, RMSNormLayer) and isinstance(attn, AttentionLayer)
+                and isinstance(norm2, RMSNormLayer) and isinstance(mlp, GLULayer)) or attn.decoupled:
+            raise fail(f"block {i} is not [RMSNorm, standard/GQA attention, RMSNorm, gated MLP]")
+        p = f"model.layers.{i}."
+        names[p + "input_layernorm.weight"] = norm1.weight
+        names[p + "post_attention_layernorm.weight"] = norm2.weight
+        for hf_name, linear in (("self_attn.q_proj", attn.q_proj), ("self_attn.k_proj", attn.k_proj),
+                                ("self_attn.v_proj", attn.v_proj), ("self_attn.o_proj", attn.out_proj),
+                                ("mlp.gate_proj", mlp.w_gate), ("mlp.up_proj", mlp.w_up),
+                                ("mlp.down_proj", mlp.w_down)):
+            names[p + hf_name + ".weight"] = linear.weight
+            if linear.bias is not None:
+                names[p + hf_name + ".bias"] = linear.bias
+    names["model.norm.weight"] = final.weight
+    names["lm_head.weight"] = model.head.weight
+    return names
+
+
+@torch.no_grad()
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a Llama state dict into ``model`` (dtype converted); every tensor must fit exactly."""
+    params = llama_parameters(model)
+    tied = model.head.weight is params["model.embed_tokens.weight"]
+    missing = [n for n in params if n not in state and not (tied and n == "lm_head.weight")]
+    if missing:
+        raise CheckpointError(f"the checkpoint lacks {len(missing)} tensors the model needs, e.g. {missing[:3]}",
+                              hint="is it a checkpoint of the same architecture and size?")
+    unexpected = [n for n in state if n not in params and not n.endswith(_IGNORED)]
+    if unexpected:
+        raise CheckpointError(f"the checkpoint has {len(unexpected)} tensors the model has no place for, "
+                              f"e.g. {unexpected[:3]}", hint="check num_hidden_layers and attention_bias/mlp_bias")
+    for name, param in params.items():
+        if name not in state:
+            continue
+        value = state[name]
+        if tuple(value.shape) != tuple(param.shape):
+            raise CheckpointError(f"{name} is {tuple(value.shape)} in the checkpoint but {tuple(param.shape)} in "
+                                  "the model")
+        if tied and name == "lm_head.weight" and not torch.equal(value, state["model.embed_tokens.weight"]):
+            raise CheckpointError("the model ties its LM head to the embedding, but the checkpoint's lm_head.weight "
+                                  "differs from model.embed_tokens.weight", hint="set tied_embeddings: false")
+        param.copy_(value.to(param.dtype))
+
+
+def from_pretrained(path: str | Path, runtime: Any = None, *, device: Any = None,
+                    dtype: torch.dtype | None = None) -> nn.Module:
+    """Build a ``system.language_model`` from an HF checkpoint folder and load its weights."""
+    import caramba_layers.plugin
+    from caramba import Runtime
+    from caramba.graph import Builder
+
+    from caramba_layers.specs.language_model import LanguageModelConfig
+
+    runtime = runtime or Runtime(autoload=False, plugins=[caramba_layers.plugin])
+    config = runtime.parse(LanguageModelConfig, {"model": model_config_from_hf(read_config(path))},
+                           source=f"{path}/config.json")
+    model = runtime.get("system", "system.language_model").load()(config, Builder(runtime, device=device,
+                                                                                 dtype=dtype))
+    load_weights(model, load_state(path))
+    return model
+
+
+def export(model: nn.Module, path: str | Path, *, dtype: torch.dtype | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` for a Llama-layout model; returns the folder."""
+    from safetensors.torch import save
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = hf_config_from_model(model.config.model)
+    params = llama_parameters(model)
+    tied = model.head.weight is params["model.embed_tokens.weight"]
+    tensors = {name: p.detach().to(dtype or p.dtype).contiguous().cpu().clone() for name, p in params.items()
+               if not (tied and name == "lm_head.weight")}
+    hf["torch_dtype"] = str(next(iter(tensors.values())).dtype).removeprefix("torch.")
+    atomic_write_bytes(folder / "model.safetensors", save(tensors, metadata={"format": "pt"}))
+    atomic_write_json(folder / "config.json", hf)
+    return folder
+
+
+class HFCheckpoint:
+    """The ``hf`` checkpoint format: what trainers use to load a teacher through the registry.
+
+    ``model_config(path)`` gives the ``model:`` mapping, ``build(runtime)`` a loaded model,
+    ``load_into(model)`` fills an already built one, ``save(model, path)`` exports.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        self.dtype = getattr(torch, config.dtype) if config is not None else torch.float32
+
+    def _path(self, path: str | Path | None) -> str | Path:
+        path = path or (self.config.path if self.config is not None else "")
+        if not path:
+            raise CheckpointError("no checkpoint path given", hint="set path: in the checkpoint config")
+        return path
+
+    def model_config(self, path: str | Path | None = None) -> dict[str, Any]:
+        return model_config_from_hf(read_config(self._path(path)))
+
+    def build(self, runtime: Any = None, path: str | Path | None = None, *, device: Any = None) -> nn.Module:
+        return from_pretrained(self._path(path), runtime, device=device, dtype=self.dtype)
+
+    def load_into(self, model: nn.Module, path: str | Path | None = None) -> None:
+        load_weights(model, load_state(self._path(path)))
+
+    def save(self, model: nn.Module, path: str | Path) -> Path:
+        return export(model, path)
