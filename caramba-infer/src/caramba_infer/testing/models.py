@@ -252,7 +252,7 @@ class CrossEntropy:
         logits = outputs["logits"]
         loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["target_ids"].flatten())
         loss = loss + ctx.total_aux_loss()
-        return loss, {"ce": float(loss)}
+        return loss, {"ce": float(loss.detach())}
 
 
 class PairTrainer(Trainer):
@@ -283,7 +283,7 @@ class PairTrainer(Trainer):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            session.log(step, {"loss": float(loss), **metrics})
+            session.log(step, {"loss": float(loss.detach()), **metrics})
         model.eval()
         student = copy.deepcopy(model)
         with torch.no_grad():
@@ -291,4 +291,4 @@ class PairTrainer(Trainer):
             for p in student.parameters():
                 p.add_(train.student_noise * torch.randn(p.shape, generator=g))
         models = {"teacher": model, "student": student} if train.teacher else {"student": student}
-        return RunResult(models=models, metrics={"loss": float(loss)})
+        return RunResult(models=models, metrics={"loss": float(loss.detach())})
