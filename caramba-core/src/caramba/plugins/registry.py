@@ -79,6 +79,8 @@ class Registry:
         self._aliases: dict[str, str] = {}
         self._frozen = False
         self._current_plugin = ""
+        #: plugin name -> "distribution version", so a conflict names what to uninstall
+        self.origins: dict[str, str] = {}
 
     # -- registration ------------------------------------------------------------------
     def add(
@@ -106,9 +108,9 @@ class Registry:
             holder = self._owner(n)
             if holder is not None:
                 raise RegistryError(
-                    f"{self.kind} '{n}' is registered twice: by plugin '{holder.plugin}' and by "
-                    f"plugin '{self._current_plugin}'",
-                    hint="uninstall one of them, or block one with -p no:NAME",
+                    f"{self.kind} '{n}' is registered twice: by {self._describe(holder.plugin)} and by "
+                    f"{self._describe(self._current_plugin)}",
+                    hint="uninstall one of the distributions, or block one with -p no:NAME",
                 )
         entry = Entry(self.kind, name, config, factory, summary, tuple(aliases), self._current_plugin,
                       dict(extras))
@@ -116,6 +118,10 @@ class Registry:
         for alias in aliases:
             self._aliases[alias] = name
         return entry
+
+    def _describe(self, plugin: str) -> str:
+        origin = self.origins.get(plugin, "")
+        return f"plugin '{plugin}'" + (f" (distribution {origin})" if origin else "")
 
     def _owner(self, name: str) -> Entry | None:
         if name in self._entries:

@@ -147,7 +147,10 @@ class Runtime:
             ) from exc
 
     def _register_components(self, info: PluginInfo) -> None:
+        origin = f"{info.distribution} {info.version}".strip()
         for kind, registry in self.registries.items():
+            if origin:
+                registry.origins[info.name] = origin
             caller = getattr(self.pm.hook, f"caramba_register_{PLURALS[kind]}")
             for impl in caller.get_hookimpls():
                 if impl.plugin_name != info.name:
