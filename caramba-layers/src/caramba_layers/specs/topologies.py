@@ -37,7 +37,7 @@ _M = "caramba_layers.modules.topologies"
 
 def _same(a: Shape, b: Shape) -> bool:
     """Shapes agree where both dims are known (a symbol matches only itself or an int)."""
-    if a.rank != b.rank:
+    if len(a) != len(b):
         return False
     return all(x == y or not (isinstance(x, int) and isinstance(y, int)) for x, y in zip(a, b, strict=True))
 
