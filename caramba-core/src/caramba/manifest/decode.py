@@ -19,7 +19,7 @@ import msgspec
 
 from caramba.errors import Location, Problem, did_you_mean
 from caramba.manifest.config import Config, PolymorphicConfig, Scope
-from caramba.manifest.source import locate
+from caramba.manifest.source import locate, locate_key
 
 __all__ = ["Decoder", "Kind", "format_path"]
 
@@ -66,6 +66,10 @@ class Decoder:
 
     def report(self, path: Path, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.where(path), format_path(path), message, hint))
+
+    def report_key(self, path: Path, message: str, hint: str = "") -> None:
+        """Report at the key that ends ``path`` (an unknown field), not at its value."""
+        self.problems.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
 
     # -- decoding ------------------------------------------------------------------------
     def decode(self, value: Any, tp: Any, path: Path) -> Any:
@@ -151,19 +155,23 @@ class Decoder:
             return INVALID
         fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
         before = len(self.problems)
+        suggested: set[str] = set()  # a typo's suggestion stands for the missing field it names
         for key in value:
             if key not in fields and key not in skip:
-                self.report((*path, key), f"unknown field '{key}' for {label}",
-                            did_you_mean(str(key), fields))
+                close = _closest(str(key), [n for n in fields if n not in value and n not in skip])
+                if close:
+                    suggested.add(close)
+                self.report_key((*path, key), f"unknown field '{key}' for {label}",
+                                f"did you mean '{close}'?" if close else did_you_mean(str(key), fields))
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():
             if name in skip:
                 continue
             if name in value:
                 kwargs[f.name] = self.decode(value[name], f.type, (*path, name))
-            elif f.required:
+            elif f.required and name not in suggested:
                 self.report(path, f"missing required field '{name}' for {label}",
-                            f"add '{name}: <{_type_name(f.type)}>'")
+                            f"add '{name}: <{type_label(f.type)}>'")
         if len(self.problems) > before or any(v is INVALID for v in kwargs.values()):
             return INVALID
         try:
@@ -220,16 +228,16 @@ class Decoder:
         if isinstance(value, str):
             value = {"ref": value}
         if not isinstance(value, dict):
-            self.report(path, f"expected a {kind} reference (a name or {{ref, config}}), got {_kind(value)}")
+            self.report(path, f"expected {_a(kind)} reference (a name or {{ref, config}}), got {_kind(value)}")
             return INVALID
         for key in value:
             if key not in ("ref", "config"):
                 hint = "components are named by registered names only" if key == "impl" else did_you_mean(
                     str(key), ["ref", "config"])
-                self.report((*path, key), f"unknown field '{key}' for a {kind} reference", hint)
+                self.report_key((*path, key), f"unknown field '{key}' for {_a(kind)} reference", hint)
         ref = value.get("ref")
         if not isinstance(ref, str):
-            self.report(path, f"missing 'ref' naming a {kind}", f"caramba ls {kind} lists them")
+            self.report(path, f"missing 'ref' naming {_a(kind)}", f"caramba ls {kind} lists them")
             return INVALID
         entry = self.runtime.registry(kind).find(ref)
         if entry is None:
@@ -312,7 +320,46 @@ def _literal_hint(value: Any, tp: Any) -> str:
     tp = _strip_annotated(tp)
     if typing.get_origin(tp) is Literal and isinstance(value, str):
         return did_you_mean(value, [str(a) for a in typing.get_args(tp)])
+    if tp is bool and isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
+        return "YAML 1.2: only true and false are booleans"
     return ""
+
+
+def _closest(name: str, choices: list[str]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def type_label(tp: Any) -> str:
+    """A field type as a manifest author reads it: ``int > 0``, ``str | None``, ``'a' | 'b'``."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        inner, *meta = typing.get_args(tp)
+        text = type_label(inner)
+        for m in meta:
+            if isinstance(m, msgspec.Meta):
+                for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+                    bound = getattr(m, attr, None)
+                    if bound is not None:
+                        text += f" {op} {bound}"
+        return text
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_label(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple, dict):
+        return f"{origin.__name__}[{', '.join(type_label(a) for a in typing.get_args(tp))}]"
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "any"
+    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
 
 
 def _kind(value: Any) -> str:

@@ -80,14 +80,25 @@ def _finish(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> M
     apply_overrides(data, overrides, problems)
     substitute(data, problems)
     if problems:
-        raise ManifestError(problems, source=source)
+        raise ManifestError(_in_order(problems), source=source)
     lower(data, problems)
     if problems:
-        raise ManifestError(problems, source=source)
+        raise ManifestError(_in_order(problems), source=source)
     spec = validate(runtime, data, problems)
     if problems or spec is INVALID:
-        raise ManifestError(problems or [Problem(None, "", "invalid manifest")], source=source)
+        raise ManifestError(_in_order(problems) or [Problem(None, "", "invalid manifest")], source=source)
     return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides))
+
+
+def _in_order(problems: list[Problem]) -> list[Problem]:
+    """Problems in file order (stable; overrides and file-less problems keep their place at the end)."""
+    def key(p: Problem) -> tuple[int, int, int]:
+        loc = p.location
+        if loc is None or loc.line <= 0 or loc.file.startswith("<-s"):
+            return (1, 0, 0)
+        return (0, loc.line, loc.col)
+
+    return sorted(problems, key=key)
 
 
 def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:

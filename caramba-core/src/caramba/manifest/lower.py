@@ -41,13 +41,24 @@ def lower(data: Any, problems: list[Problem] | None = None) -> Any:
             target["task"] = task["ref"]
         runs = target.get("runs")
         if isinstance(runs, list):
+            ok = True
             for ri, run in enumerate(runs):
-                if isinstance(run, dict) and run.get("seed") == []:
-                    path = ("targets", ti, "runs", ri, "seed")
+                seeds = run.get("seed") if isinstance(run, dict) else None
+                if not isinstance(seeds, list):
+                    continue
+                path = ("targets", ti, "runs", ri, "seed")
+                if not seeds:
+                    ok = False
                     problems.append(Problem(locate(data, path), f"targets[{ti}].runs[{ri}].seed",
                                             "seed list is empty: this run would not run at all",
                                             "give at least one seed, or a single integer"))
-            target["runs"] = _expand_seeds(runs)
+                for si, seed in enumerate(seeds):
+                    if not isinstance(seed, int) or isinstance(seed, bool):
+                        ok = False
+                        problems.append(Problem(locate(data, (*path, si)), f"targets[{ti}].runs[{ri}].seed[{si}]",
+                                                f"a seed must be an integer, got {seed!r}"))
+            if ok:
+                target["runs"] = _expand_seeds(runs)
             for run in target["runs"]:
                 if isinstance(run, dict) and isinstance(run.get("verify"), dict):
                     run["verify"] = _like(run, [run["verify"]], "verify")
@@ -77,9 +88,11 @@ def _expand_seeds(runs: list[Any]) -> list[Any]:
             out.locations[len(out)] = getattr(runs, "locations", {}).get(i)
             out.append(run)
             continue
-        for seed in seeds:
+        for si, seed in enumerate(seeds):
             clone = copy.deepcopy(run)
             clone["seed"] = seed
+            if isinstance(clone, SourceDict) and isinstance(seeds, SourceList) and si in seeds.locations:
+                clone.locations["seed"] = seeds.locations[si]
             if isinstance(clone.get("id"), str):
                 clone["id"] = f"{clone['id']}__s{seed}"
             if isinstance(clone.get("exp"), str) and clone["exp"]:

@@ -27,7 +27,7 @@ import yaml
 
 from caramba.errors import Location, ManifestError, Problem
 
-__all__ = ["SourceDict", "SourceList", "load_text", "load_file", "locate", "to_plain"]
+__all__ = ["SourceDict", "SourceList", "load_text", "load_file", "locate", "locate_key", "to_plain"]
 
 
 class SourceDict(dict):
@@ -35,11 +35,13 @@ class SourceDict(dict):
 
     location: Location | None
     locations: dict[Any, Location]
+    key_locations: dict[Any, Location]
 
     def __init__(self, *args: Any, location: Location | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.location = location
         self.locations = {}
+        self.key_locations = {}
 
 
 class SourceList(list):
@@ -70,6 +72,22 @@ def locate(root: Any, path: Iterable[str | int]) -> Location | None:
         if own is not None and (locs is None or key not in locs):
             best = own
     return best
+
+
+def locate_key(root: Any, path: tuple[Any, ...]) -> Location | None:
+    """The location of the *key* that ends ``path`` (for an unknown field), else :func:`locate`."""
+    if path:
+        parent: Any = root
+        for key in path[:-1]:
+            try:
+                parent = parent[key]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        where = getattr(parent, "key_locations", {}).get(path[-1])
+        if where is not None:
+            return where
+    return locate(root, path)
 
 
 def to_plain(value: Any) -> Any:
@@ -147,8 +165,9 @@ class _Builder:
             return self._done[id(node)]
         tag = node.tag
         if tag and tag.startswith("!") or (tag and tag.startswith("tag:") and tag not in _STANDARD_TAGS):
+            shown = "!!" + tag[len("tag:yaml.org,2002:"):] if tag.startswith("tag:yaml.org,2002:") else tag
             self.problems.append(
-                Problem(self.loc(node), path, f"tag {tag!r} is not allowed in a manifest",
+                Problem(self.loc(node), path, f"tag '{shown}' is not allowed in a manifest",
                         "manifests are data: remove the tag")
             )
             return None
@@ -197,6 +216,7 @@ class _Builder:
                 )
                 continue
             out.locations[key] = self.loc(value_node)
+            out.key_locations[key] = self.loc(key_node)
             out[key] = self.build(value_node, sub)
         for src in merged:  # explicit keys win over merged ones
             for key, value in src.items():
@@ -217,7 +237,11 @@ def load_text(text: str, filename: str = "<string>", *, fmt: str | None = None) 
         loc = Location(filename, mark.line + 1, mark.column + 1) if mark else Location(filename)
         msg = f"YAML syntax error: {exc.problem or exc.context}"
         if exc.context and exc.problem:
-            msg = f"YAML syntax error: {exc.problem} ({exc.context})"
+            msg = f"YAML syntax error: {exc.problem} ({exc.context}"
+            ctx = exc.context_mark
+            if ctx is not None and mark is not None and (ctx.line, ctx.column) != (mark.line, mark.column):
+                msg += f" that starts at {ctx.line + 1}:{ctx.column + 1}"
+            msg += ")"
         hint = "check indentation, colons and quotes on this line"
         line = text.splitlines()[loc.line - 1] if 0 < loc.line <= len(text.splitlines()) else ""
         if "${" in line and ("{" in line.replace("${", "") or "[" in line):

@@ -104,6 +104,12 @@ class Registry:
                                 hint="name the factory lazily as a string, so registering imports no torch")
         if config is not None and not (isinstance(config, type) and issubclass(config, msgspec.Struct)):
             raise RegistryError(f"{self.kind} '{name}': config must be a caramba.Config subclass, got {config!r}")
+        if config is not None:
+            try:  # resolve the field annotations now, so a broken struct fails its plugin, not a manifest
+                msgspec.structs.fields(config)
+            except Exception as exc:  # noqa: BLE001
+                raise RegistryError(f"{self.kind} '{name}': the fields of {config.__name__} cannot be resolved: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         for n in (name, *aliases):
             holder = self._owner(n)
             if holder is not None:

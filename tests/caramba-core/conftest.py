@@ -1,0 +1,46 @@
+"""Fixtures for the core's tests: runtimes with the toy plugin and the shape-rules plugin."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import caramba
+from caramba.testing import toy
+
+HERE = Path(__file__).parent
+
+
+def load_local(name: str) -> ModuleType:
+    """Import ``tests/caramba-core/<name>.py`` as the top-level module ``name``."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def shapes_plugin() -> ModuleType:
+    return load_local("shapes_plugin")
+
+
+@pytest.fixture(scope="session")
+def rt(shapes_plugin: ModuleType) -> caramba.Runtime:
+    """A runtime with the toy plugin and the shape-rules plugin, no entry points."""
+    return caramba.Runtime(autoload=False, plugins=[toy, shapes_plugin], strict=True)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``caramba`` subprocess, free of the caller's plugin switches."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARAMBA_")}
+    env.update(extra)
+    return env
