@@ -167,6 +167,10 @@ class GraphTopologyConfig(TopologyConfig, kw_only=True):
             done.update(ready)
         return order if ok else None
 
+    def check(self, scope: Scope) -> None:
+        """Wiring problems are found when the manifest is decoded, whatever the input shape."""
+        self.order(scope)
+
     def infer(self, x: Shape, scope: Scope) -> Shape | None:  # type: ignore[override]
         order = self.order(scope)
         if order is None:
