@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
-import caramba_layers.plugin as plugin
 from caramba.errors import ManifestError
 from caramba.graph import Context, NodeConfig, Shape
 from caramba.manifest import Scope
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance
+from caramba_layers import plugin
 
 RT = Runtime(autoload=False, plugins=[plugin])
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-import caramba_layers.plugin as plugin
 from caramba.errors import CarambaError, ManifestError
 from caramba.graph import Builder, Context
 from caramba.manifest import Scope
 from caramba.plugins import Runtime
+from caramba_layers import plugin
 from caramba_layers.modules.graph import normalized_adjacency
 
 RT = Runtime(autoload=False, plugins=[plugin])

@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-import caramba_layers.plugin as plugin
-from caramba.errors import CarambaError
+from caramba.errors import CarambaError, ManifestError
 from caramba.graph import Context, NodeConfig, Shape
 from caramba.manifest import Scope
+from caramba.manifest.decode import format_path
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance, TopologyConformance
+from caramba_layers import plugin
 from caramba_layers.modules.graph import normalized_adjacency
+from torch import nn
 
 RT = Runtime(autoload=False, plugins=[plugin])
 
@@ -162,11 +162,15 @@ def test_graph_topology_runs_nodes_in_dependency_order_and_routes_extra_ports():
     assert Scope(lambda *a: None).infer(node, Shape("N", 3)) == Shape("N", 8)
 
 
-def wiring_problems(nodes: list, **fields) -> list:
-    node = RT.parse(NodeConfig, {"type": "GraphTopology", "nodes": nodes, **fields})
+def wiring_problems(nodes: list, **fields) -> list[tuple[str, str]]:
+    """``(field path, message)`` for each problem: wiring at decode time, shapes at inference."""
+    try:
+        node = RT.parse(NodeConfig, {"type": "GraphTopology", "nodes": nodes, **fields})
+    except ManifestError as err:
+        return [(p.path, p.message) for p in err.problems]
     problems: list = []
-    Scope(lambda *a: problems.append(a), ("model",)).infer(node, Shape("B", 4))
-    return problems
+    Scope(lambda *a: problems.append(a)).infer(node, Shape("B", 4))
+    return [(format_path(p[0]), p[1]) for p in problems]
 
 
 def dense(d_in=4, d_out=4):
@@ -180,17 +184,18 @@ def test_graph_wiring_problems_are_reported_at_their_fields():
         {"id": "b", "op": dense(), "in": "h", "out": "g"},
         {"id": "c", "op": dense(), "in": "g", "out": "c"},
     ])
-    assert [(p[0], p[1]) for p in cycle] == [(("model", "nodes", 0, "in"), "cycle in the graph: a → b → c → a")]
+    assert cycle == [("nodes[0].in", "cycle in the graph: a → b → c → a")]
     unknown = wiring_problems([{"id": "a", "op": dense(), "in": ["x", "hh"], "out": "h"}])
-    assert unknown[0][0] == ("model", "nodes", 0, "in", 1) and "unknown port 'hh'" in unknown[0][1]
+    assert unknown == [("nodes[0].in[1]", "node 'a' reads unknown port 'hh'")]
     dup = wiring_problems([{"id": "a", "op": dense(), "in": "x", "out": "h"},
                            {"id": "a", "op": dense(), "in": "h", "out": "h"}], output="nope")
-    assert {p[0] for p in dup} == {("model", "nodes", 1, "id"), ("model", "nodes", 1, "out"), ("model", "output")}
+    assert {p[0] for p in dup} == {"nodes[1].id", "nodes[1].out", "output"}
+    assert wiring_problems([{"id": "a", "op": dense(), "in": "x", "out": "x"}])[0][0] == "nodes[0].out"
     widths = wiring_problems([{"id": "a", "op": dense(4, 3), "in": "x", "out": "h"},
                               {"id": "b", "op": dense(), "in": ["x", "h"], "out": "y", "merge": "sum"}])
-    assert widths[0][0] == ("model", "nodes", 1, "merge")
+    assert widths == [("nodes[1].merge", "sum needs equal widths, got 4, 3")]
     shape = wiring_problems([{"id": "a", "op": dense(5, 3), "in": "x", "out": "h"}])
-    assert shape[0][0] == ("model", "nodes", 0, "op", "d_in")
+    assert shape[0][0] == "nodes[0].op.d_in"
 
 
 def test_gradcheck():
@@ -198,4 +203,4 @@ def test_gradcheck():
     adj = random_adj(5, seed=1)
     for kind, extra in (("gcn", {}), ("gat", {"heads": 2})):
         layer = build({"type": "GraphConvLayer", "kind": kind, "in_features": 3, "out_features": 2, **extra})
-        assert torch.autograd.gradcheck(lambda t: layer(t, Context(extras={"adj": adj})), (x,))
+        assert torch.autograd.gradcheck(lambda t, m=layer: m(t, Context(extras={"adj": adj})), (x,))

@@ -6,13 +6,11 @@ import json
 
 import pytest
 import torch
-from torch import nn
-
-import caramba_layers.plugin as plugin
 from caramba.errors import CarambaError, CheckpointError, ManifestError
 from caramba.graph import Context, NodeConfig
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance
+from caramba_layers import plugin
 from caramba_layers.modules.lora import (
     LoRALinear,
     apply_lora,
@@ -22,6 +20,7 @@ from caramba_layers.modules.lora import (
     save_adapters,
     unmerge_lora,
 )
+from torch import nn
 
 RT = Runtime(autoload=False, plugins=[plugin])
 

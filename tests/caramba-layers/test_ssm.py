@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-import caramba_layers.plugin as plugin
 from caramba.graph import Context, NodeConfig
 from caramba.graph.caches import RecurrentState
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance
+from caramba_layers import plugin
 from caramba_layers.modules.ssm import selective_scan
 
 RT = Runtime(autoload=False, plugins=[plugin])

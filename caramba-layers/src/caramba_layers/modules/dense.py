@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
+from torch import nn
 
-__all__ = ["DenseLayer", "Conv2dLayer", "RNNLayer", "activation"]
+__all__ = ["Conv2dLayer", "DenseLayer", "RNNLayer", "activation"]
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -57,9 +56,9 @@ def _t(v: int | list[int]) -> int | tuple[int, ...]:
 class RNNLayer(NodeModule):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        common = dict(input_size=config.input_size, hidden_size=config.hidden_size, num_layers=config.num_layers,
-                      bias=config.bias, batch_first=config.batch_first, dropout=config.dropout,
-                      bidirectional=config.bidirectional)
+        common = {"input_size": config.input_size, "hidden_size": config.hidden_size,
+                  "num_layers": config.num_layers, "bias": config.bias, "batch_first": config.batch_first,
+                  "dropout": config.dropout, "bidirectional": config.bidirectional}
         if config.cell_type == "lstm":
             self.rnn: nn.RNNBase = nn.LSTM(**common, proj_size=config.proj_size)
         elif config.cell_type == "gru":

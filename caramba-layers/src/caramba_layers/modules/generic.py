@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
-from torch import nn
-
 from caramba.errors import CarambaError
 from caramba.graph import Context
+from torch import nn
 
 from caramba_layers.modules.dense import DenseLayer
 from caramba_layers.modules.graph import GraphConvLayer
@@ -51,7 +51,7 @@ class MLPClassifier(nn.Module):
         self.config = config
         widths = [config.d_in] + [config.d_hidden] * config.n_layers
         self.layers = nn.ModuleList()
-        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        for i, (a, b) in enumerate(pairwise(widths)):
             layer = DenseLayer(DenseLayerConfig(type="DenseLayer", d_in=a, d_out=b, activation=config.activation,
                                                 dropout=config.dropout))
             layer.node_path = f"layers.{i}"

@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
+from torch import nn
 
 __all__ = ["MoELayer", "route"]
 
@@ -70,7 +69,7 @@ class MoELayer(NodeModule):
         n, k, e = tokens.shape[0], cfg.top_k, cfg.num_experts
 
         logits = self.router(tokens)  # (N, E)
-        probs, weights, experts = route(logits, k)
+        _, weights, experts = route(logits, k)
         if ctx.training:
             self._add_aux_losses(ctx, logits, experts)
 

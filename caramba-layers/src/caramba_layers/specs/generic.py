@@ -6,10 +6,10 @@ is validated; ``num_params`` and ``kv_elements_per_token`` feed ``--dry-run``.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape
 from caramba.manifest import Config, Scope
 
@@ -69,7 +69,7 @@ class MLPClassifierConfig(Config, kw_only=True):
 
     def num_params(self) -> int:
         widths = [self.d_in] + [self.d_hidden] * self.n_layers + [self.n_classes]
-        return sum(a * b + b for a, b in zip(widths, widths[1:]))
+        return sum(a * b + b for a, b in pairwise(widths))
 
     def kv_elements_per_token(self) -> int:
         return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape, ShapeError, TopologyConfig, expect_last
 from caramba.manifest import Config, Scope
 

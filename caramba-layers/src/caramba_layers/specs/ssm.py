@@ -6,7 +6,6 @@ import math
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
 
