@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 import caramba
 import caramba_layers.plugin as layers_plugin
+import pytest
+import torch
 from caramba.graph import EmbedderConfig, Shape
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin])

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 import caramba
 import caramba_layers.plugin as layers_plugin
+import pytest
+import torch
 from caramba.errors import CheckpointError
 from caramba_layers.hf import HFCheckpoint, export, from_pretrained, load_state
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
@@ -68,7 +67,7 @@ def test_attention_bias_and_sharded_checkpoints_import(tmp_path):
 
 @pytest.mark.parametrize("tied", [False, True])
 def test_export_round_trips_through_transformers_and_caramba(tmp_path, tied):
-    reference, folder = tiny_llama(tmp_path, tied=tied)
+    _, folder = tiny_llama(tmp_path, tied=tied)
     model = from_pretrained(folder).eval()
     out = export(model, tmp_path / "exported")
     again = from_pretrained(out).eval()

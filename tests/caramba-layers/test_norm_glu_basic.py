@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import caramba
+import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
 import torch.nn.functional as F
-
-import caramba
-import caramba_layers.plugin as layers_plugin
 from caramba.graph import NodeConfig
 from caramba.testing import LayerConformance
 

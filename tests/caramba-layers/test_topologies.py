@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 import caramba
 import caramba_layers.plugin as layers_plugin
+import pytest
+import torch
 from caramba.errors import CarambaError
 from caramba.graph import NodeConfig, Shape
 from caramba.testing import TopologyConformance

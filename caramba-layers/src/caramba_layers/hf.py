@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
 from caramba.errors import CheckpointError
 from caramba.graph.modules import NodeModule, TopologyModule
 from caramba.pipeline import atomic_write_bytes, atomic_write_json
+from torch import nn
 
 from caramba_layers.modules.attention import AttentionLayer
 from caramba_layers.modules.basic import DropoutLayer, LinearLayer
@@ -157,10 +156,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 def from_pretrained(path: str | Path, runtime: Any = None, *, device: Any = None,
                     dtype: torch.dtype | None = None) -> nn.Module:
     """Build a ``system.language_model`` from an HF checkpoint folder and load its weights."""
-    import caramba_layers.plugin
     from caramba import Runtime
     from caramba.graph import Builder
 
+    import caramba_layers.plugin
     from caramba_layers.specs.language_model import LanguageModelConfig
 
     runtime = runtime or Runtime(autoload=False, plugins=[caramba_layers.plugin])

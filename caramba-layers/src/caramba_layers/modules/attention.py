@@ -21,11 +21,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from caramba.errors import CarambaError
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
+from torch import nn
 
 from caramba_layers.modules.rope import RotaryEmbedding
 

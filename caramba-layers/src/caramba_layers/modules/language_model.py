@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
-
 from caramba.graph import Context
+from torch import nn
 
 from caramba_layers.specs.language_model import head_index
 

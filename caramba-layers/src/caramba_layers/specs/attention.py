@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Config, Scope
 
@@ -174,14 +173,14 @@ class AttentionLayerConfig(NodeConfig, kw_only=True):
             out.append(("kv_groups", f"kv_groups ({g}) does not divide n_heads ({h})",
                         "each key/value group serves n_heads / kv_groups query heads"))
         if self.tie_qk and g != h:
-            out.append(("tie_qk", "tie_qk shares the query projection as the semantic key, so it needs "
-                        "kv_groups equal to n_heads", "remove kv_groups or tie_qk"))
+            out.append(("tie_qk", ("tie_qk shares the query projection as the semantic key, so it needs "
+                                   "kv_groups equal to n_heads"), "remove kv_groups or tie_qk"))
         if self.decoupled_gate_dynamic and not self.decoupled_gate:
-            out.append(("decoupled_gate_dynamic", "decoupled_gate_dynamic adds an input term to the gate, "
-                        "so it needs decoupled_gate: true", "set decoupled_gate: true"))
+            out.append(("decoupled_gate_dynamic", ("decoupled_gate_dynamic adds an input term to the gate, "
+                                                   "so it needs decoupled_gate: true"), "set decoupled_gate: true"))
         if self.rope_enabled and self.geo_dim and not self.geo_dim % h and self.geo_head_dim % 2:
-            out.append(("geo_dim", f"RoPE needs an even geometric head dim, got {self.geo_head_dim} "
-                        f"(geo_dim {self.geo_dim} / n_heads {h})", "make geo_dim / n_heads even"))
+            out.append(("geo_dim", (f"RoPE needs an even geometric head dim, got {self.geo_head_dim} "
+                                    f"(geo_dim {self.geo_dim} / n_heads {h})"), "make geo_dim / n_heads even"))
         if (self.rope_enabled and self.rope_semantic and self.sem_dim and not self.sem_dim % h
                 and self.sem_head_dim % 2):
             out.append(("sem_dim", f"rope_semantic needs an even semantic head dim, got {self.sem_head_dim}",

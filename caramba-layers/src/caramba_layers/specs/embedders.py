@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import EmbedderConfig, Shape, ShapeError
 from caramba.manifest import Scope
 

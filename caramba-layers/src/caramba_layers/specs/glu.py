@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
 

@@ -190,8 +190,9 @@ def _signature(node: Any) -> Any:
 
 
 def _signature_of_plain(expected: dict[str, Any], model: Any) -> bool:
-    import caramba_layers.plugin
     from caramba import Runtime
+
+    import caramba_layers.plugin
     from caramba_layers.specs.language_model import TransformerModelConfig
 
     rebuilt = Runtime(autoload=False, plugins=[caramba_layers.plugin]).parse(TransformerModelConfig, expected)

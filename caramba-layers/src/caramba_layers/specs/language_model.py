@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-
 from caramba.graph import EmbedderConfig, NodeConfig, Shape
 from caramba.manifest import Config, Scope
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
 

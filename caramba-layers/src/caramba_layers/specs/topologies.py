@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
-
 from caramba.graph import Shape, ShapeError, TopologyConfig
 from caramba.manifest import Scope
 
