@@ -30,6 +30,7 @@ __all__ = [
     "restore_training_state",
     "save_training_state",
     "to_device",
+    "unwrap",
 ]
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -186,13 +187,26 @@ def _is_fsdp(dist: Distributed) -> bool:
     return dist.enabled and dist.strategy == "fsdp"
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper or a ``torch.compile`` wrapper (checkpoints use its names)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def model_state(model: nn.Module, dist: Distributed) -> dict[str, torch.Tensor]:
     """The full (unsharded) model state dict; a collective under FSDP."""
     if _is_fsdp(dist):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return model.state_dict()
+    return unwrap(model).state_dict()
 
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, dist: Distributed) -> dict[str, Any]:
@@ -236,7 +250,7 @@ def restore_training_state(ckpt: Checkpoint, *, model: nn.Module, optimizer: tor
             if optimizer is not None and ckpt.optimizer is not None:
                 set_optimizer_state_dict(model, optimizer, ckpt.optimizer, options=opts)
         else:
-            model.load_state_dict(ckpt.model, strict=True)
+            unwrap(model).load_state_dict(ckpt.model, strict=True)
             if optimizer is not None and ckpt.optimizer is not None:
                 optimizer.load_state_dict(ckpt.optimizer)
     except (RuntimeError, KeyError, ValueError) as exc:
