@@ -148,3 +148,29 @@ def test_smollm2_gguf_matches_transformers_and_tokenizes_english() -> None:
     x = torch.tensor([ids])
     with torch.no_grad():
         torch.testing.assert_close(ours(x).logits, ref(x).logits, rtol=0, atol=1e-5)
+
+
+def test_checkpoint_uris_resolve_to_local_paths(tmp_path: Path) -> None:
+    from caramba_layers.checkpoints import locate
+
+    assert locate("pkg://caramba_layers/gguf.py").name == "gguf.py"
+    with pytest.raises(CheckpointError, match="not installed"):
+        locate("pkg://no_such_package_xyz/model.gguf")
+    with pytest.raises(CheckpointError, match="has no file"):
+        locate("pkg://caramba_layers/missing.gguf")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        locate(str(tmp_path / "nothing"))
+
+
+def test_gguf_format_builds_a_caramba_model_with_the_teachers_logits(tmp_path: Path) -> None:
+    from caramba import Runtime
+    from caramba_layers.checkpoints import open_checkpoint
+
+    model = _tiny_llama(tied=False)
+    _write_gguf(model, tmp_path / "m.gguf", quantize_embedding=False)
+    fmt, path = open_checkpoint(str(tmp_path / "m.gguf"), Runtime())
+    assert type(fmt).__name__ == "GGUFFormat"
+    ours = fmt.build(path=path)
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(ours({"input_ids": ids})["logits"], model(ids).logits, rtol=1e-5, atol=1e-5)

@@ -152,3 +152,56 @@ def _tokenizer(reader: Any) -> Any:
     ])
     tok.decoder = decoders.ByteLevel()
     return tok
+
+
+class GGUFFormat:
+    """The ``gguf`` checkpoint format: build or fill a ``system.language_model`` from a GGUF file.
+
+    Same surface as :class:`caramba_layers.hf.HFCheckpoint` (``model_config``, ``build``,
+    ``load_into``, ``tokenizer``); a file is read and dequantised once per instance.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+        self._read: dict[str, GGUFCheckpoint] = {}
+
+    def _path(self, path: str | Path | None) -> str:
+        path = path or (self.config.path if self.config is not None else "")
+        if not path:
+            raise CheckpointError("no GGUF path given", hint="set path: in the checkpoint config")
+        return str(path)
+
+    def read(self, path: str | Path | None = None) -> GGUFCheckpoint:
+        key = self._path(path)
+        if key not in self._read:
+            self._read[key] = read_gguf(key)
+        return self._read[key]
+
+    def hf_config(self, path: str | Path | None = None) -> dict[str, Any]:
+        return self.read(path).config
+
+    def model_config(self, path: str | Path | None = None) -> dict[str, Any]:
+        from caramba_layers.specs.hf import model_config_from_hf
+
+        return model_config_from_hf(self.read(path).config)
+
+    def state(self, path: str | Path | None = None) -> dict[str, Any]:
+        import torch
+
+        return {k: torch.from_numpy(v) for k, v in self.read(path).state_dict.items()}
+
+    def load_into(self, model: Any, path: str | Path | None = None) -> None:
+        from caramba_layers.hf import load_weights
+
+        load_weights(model, self.state(path))
+
+    def build(self, runtime: Any = None, path: str | Path | None = None, *, device: Any = None) -> Any:
+        from caramba_layers.hf import build_from_hf_config
+
+        model = build_from_hf_config(self.read(path).config, runtime, device=device,
+                                     source=f"{self._path(path)}")
+        self.load_into(model, path)
+        return model
+
+    def tokenizer(self, path: str | Path | None = None) -> Any:
+        return self.read(path).tokenizer

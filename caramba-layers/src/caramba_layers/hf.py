@@ -28,7 +28,7 @@ from caramba_layers.modules.glu import GLULayer
 from caramba_layers.modules.norm import RMSNormLayer
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
 
-__all__ = ["HFCheckpoint", "export", "from_pretrained", "llama_parameters", "load_state", "load_weights",
+__all__ = ["HFCheckpoint", "build_from_hf_config", "export", "from_pretrained", "llama_parameters", "load_state", "load_weights",
            "read_config", "resolve"]
 
 _IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
@@ -153,9 +153,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         param.copy_(value.to(param.dtype))
 
 
-def from_pretrained(path: str | Path, runtime: Any = None, *, device: Any = None,
-                    dtype: torch.dtype | None = None) -> nn.Module:
-    """Build a ``system.language_model`` from an HF checkpoint folder and load its weights."""
+def build_from_hf_config(hf: dict[str, Any], runtime: Any = None, *, device: Any = None,
+                         dtype: torch.dtype | None = None, source: str = "config.json") -> nn.Module:
+    """Build (without weights) the ``system.language_model`` an HF ``config.json`` describes."""
     from caramba import Runtime
     from caramba.graph import Builder
 
@@ -163,10 +163,16 @@ def from_pretrained(path: str | Path, runtime: Any = None, *, device: Any = None
     from caramba_layers.specs.language_model import LanguageModelConfig
 
     runtime = runtime or Runtime(autoload=False, plugins=[caramba_layers.plugin])
-    config = runtime.parse(LanguageModelConfig, {"model": model_config_from_hf(read_config(path))},
-                           source=f"{path}/config.json")
-    model = runtime.get("system", "system.language_model").load()(config, Builder(runtime, device=device,
-                                                                                 dtype=dtype))
+    config = runtime.parse(LanguageModelConfig, {"model": model_config_from_hf(hf)}, source=source)
+    factory = runtime.get("system", "system.language_model").load()
+    return factory(config, Builder(runtime, device=device, dtype=dtype))
+
+
+def from_pretrained(path: str | Path, runtime: Any = None, *, device: Any = None,
+                    dtype: torch.dtype | None = None) -> nn.Module:
+    """Build a ``system.language_model`` from an HF checkpoint folder and load its weights."""
+    model = build_from_hf_config(read_config(path), runtime, device=device, dtype=dtype,
+                                 source=f"{path}/config.json")
     load_weights(model, load_state(path))
     return model
 
@@ -205,8 +211,23 @@ class HFCheckpoint:
             raise CheckpointError("no checkpoint path given", hint="set path: in the checkpoint config")
         return path
 
+    def hf_config(self, path: str | Path | None = None) -> dict[str, Any]:
+        return read_config(self._path(path))
+
     def model_config(self, path: str | Path | None = None) -> dict[str, Any]:
-        return model_config_from_hf(read_config(self._path(path)))
+        return model_config_from_hf(self.hf_config(path))
+
+    def state(self, path: str | Path | None = None) -> dict[str, torch.Tensor]:
+        return load_state(self._path(path))
+
+    def tokenizer(self, path: str | Path | None = None) -> Any:
+        """The folder's ``tokenizer.json`` as a ``tokenizers.Tokenizer``, or ``None`` without one."""
+        file = resolve(self._path(path)) / "tokenizer.json"
+        if not file.exists():
+            return None
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(file))
 
     def build(self, runtime: Any = None, path: str | Path | None = None, *, device: Any = None) -> nn.Module:
         return from_pretrained(self._path(path), runtime, device=device, dtype=self.dtype)
