@@ -98,8 +98,9 @@ def test_json_manifest_loads(rt):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param('{"version": 2,\n  "name": "x",,\n}', ["m.json:2:15  <root>  JSON syntax error: Expecting property name "
-                                                          "enclosed in double quotes"], id="syntax"),
+        pytest.param('{"version": 2,\n  "name": "x",,\n}',
+                     ["m.json:2:15  <root>  JSON syntax error: Expecting property name enclosed in double quotes"],
+                     id="syntax"),
         pytest.param('{"version": 2,\n "name": "a",\n "name": "b"}',
                      ["m.json:3:2  name  duplicate key 'name'  (first defined at m.json:2:10; keep one)"],
                      id="duplicate-key"),

@@ -30,11 +30,14 @@ COMMANDS = ("run", "validate", "plugins", "ls", "show", "schema", "new-plugin")
 
 
 def _parser() -> argparse.ArgumentParser:
+    # -p works before and after the subcommand; the two lists are merged (a subparser's
+    # default would otherwise overwrite what was given before it)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-p", dest="plugin_opts", action="append", default=[], metavar="no:NAME",
                         help="block a plugin by entry-point name (repeatable)")
-    parser = argparse.ArgumentParser(prog="caramba", description="Run experiments declared in YAML manifests.",
-                                     parents=[common])
+    parser = argparse.ArgumentParser(prog="caramba", description="Run experiments declared in YAML manifests.")
+    parser.add_argument("-p", dest="global_plugin_opts", action="append", default=[], metavar="no:NAME",
+                        help="block a plugin by entry-point name (repeatable)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="validate and run a manifest target")
@@ -92,14 +95,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    args.plugin_opts = [*args.global_plugin_opts, *getattr(args, "plugin_opts", [])]
     from caramba.cli import commands
 
     try:
-        return getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)
+        return int(getattr(commands, "cmd_" + args.command.replace("-", "_"))(args))
     except CarambaError as exc:
         print(f"error: {exc}" if not hasattr(exc, "problems") else str(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `caramba plugins --json | head`: the reader left; that is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 

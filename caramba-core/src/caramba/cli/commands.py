@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ def runtime_from_args(args: argparse.Namespace) -> Runtime:
         if not opt.startswith("no:"):
             raise UsageError(f"unknown plugin option -p {opt}", hint="use -p no:NAME to block a plugin")
         block.append(opt[3:])
-    return Runtime(block=block)
+    runtime = Runtime(block=block)
+    if getattr(args, "command", "") != "plugins":
+        for info in runtime.failed_plugins():  # `caramba plugins` lists them itself
+            print(f"warning: plugin '{info.name}' failed to load: {info.reason}  (caramba plugins shows why)",
+                  file=sys.stderr)
+    return runtime
 
 
 def find_manifest(runtime: Runtime, name: str) -> str:
@@ -168,10 +174,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _type_name(tp: Any) -> str:
-    text = tp.__name__ if isinstance(tp, type) else str(tp)
-    for noise in ("typing.", "msgspec.", "caramba.graph.node.", "collections.abc."):
-        text = text.replace(noise, "")
-    return text
+    from caramba.manifest.decode import type_label
+
+    return type_label(tp)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -112,7 +112,8 @@ class Decoder:
             structs = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
             if isinstance(value, dict) and structs:
                 return self.decode_tagged(value, structs, path)
-            others = Union[tuple(a for a in args if a not in structs)] if len(args) > len(structs) else None
+            rest = tuple(a for a in args if a not in structs)
+            others = Union[rest] if rest else None  # noqa: UP007 - a union built at run time
             if others is None:
                 self.report(path, f"expected a mapping, got {_kind(value)}")
                 return INVALID
@@ -132,7 +133,7 @@ class Decoder:
             if not info.required and default is None:
                 default = info.default
         tag = value.get("type", default)
-        if tag not in choices:
+        if not isinstance(tag, (str, int, float, bool)) or tag not in choices:
             self.report((*path, "type"), f"unknown type {tag!r}", did_you_mean(str(tag), map(str, choices)))
             return INVALID
         return self.decode_struct(value, choices[tag], path)

@@ -8,18 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from caramba.errors import ManifestError, Problem, UsageError, did_you_mean
-from caramba.manifest.config import Config, PolymorphicConfig, Scope
 from caramba.manifest.decode import INVALID, Decoder, format_path
 from caramba.manifest.lower import lower
 from caramba.manifest.overrides import apply_overrides
 from caramba.manifest.schema import (
-    BenchmarkConfig,
-    ComponentSpec,
     ExperimentTarget,
     ManifestSpec,
     ProcessTarget,
-    RunSpec,
-    VerifierConfig,
 )
 from caramba.manifest.source import load_file, load_text, locate, to_plain
 from caramba.manifest.variables import substitute

@@ -102,10 +102,11 @@ def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...
             if got is _MISSING:
                 return m.group(0)
             if isinstance(got, (dict, list)):
+                what = "mapping" if isinstance(got, dict) else "list"
+                name = m.group(1)
                 problems.append(Problem(locate(root, rel), _dotted(where),
-                                        f"variable '${{{m.group(1)}}}' is a {'mapping' if isinstance(got, dict) else 'list'}"
-                                        " and cannot be interpolated into text",
-                                        f"use it as the whole value: '${{{m.group(1)}}}'"))
+                                        f"variable '${{{name}}}' is a {what} and cannot be interpolated into text",
+                                        f"use it as the whole value: '${{{name}}}'"))
                 return m.group(0)
             return _as_text(got)
 

@@ -61,7 +61,7 @@ class Entry:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except Exception as exc:  # noqa: BLE001 - report any import failure as a plugin error
+        except Exception as exc:
             raise RegistryError(
                 f"{self.kind} '{self.name}' from plugin '{self.plugin}' cannot load its factory "
                 f"'{self.factory}': {type(exc).__name__}: {exc}",
@@ -107,7 +107,7 @@ class Registry:
         if config is not None:
             try:  # resolve the field annotations now, so a broken struct fails its plugin, not a manifest
                 msgspec.structs.fields(config)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise RegistryError(f"{self.kind} '{name}': the fields of {config.__name__} cannot be resolved: "
                                     f"{type(exc).__name__}: {exc}") from exc
         for n in (name, *aliases):

@@ -122,6 +122,7 @@ class Runtime:
                 info.location = getattr(module, "__file__", "") or info.location
             self.pm.register(module, name=info.name)
             registered = True
+            self.pm.check_pending()  # a hook name no spec declares is a typo: fail this plugin
             self._register_components(info)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure in a plugin is isolated
             for registry in self.registries.values():
