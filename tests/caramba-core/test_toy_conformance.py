@@ -1,7 +1,6 @@
 """The toy plugin passes the conformance suite it is the reference for."""
 
-from caramba.testing import LayerConformance, TopologyConformance
-from caramba.testing import toy
+from caramba.testing import LayerConformance, TopologyConformance, toy
 
 
 class TestToyLinear(LayerConformance):
