@@ -12,6 +12,7 @@ with safetensors only; nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from caramba_layers.modules.glu import GLULayer
 from caramba_layers.modules.norm import RMSNormLayer
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
 
-__all__ = ["HFCheckpoint", "build_from_hf_config", "export", "from_pretrained", "llama_parameters", "load_state", "load_weights",
+__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "export", "from_pretrained", "llama_layout", "llama_parameters", "load_state", "load_weights",
            "read_config", "resolve"]
 
 _IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
@@ -86,11 +87,20 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """``{Llama name: caramba parameter}`` for a Llama-layout ``system.language_model``."""
+@dataclass
+class LlamaLayout:
+    """The modules of a Llama-layout model by role: ``blocks[i] = (norm1, attention, norm2, mlp)``."""
+
+    embed: TokenEmbedder
+    blocks: list[tuple[RMSNormLayer, AttentionLayer, RMSNormLayer, GLULayer]]
+    final_norm: RMSNormLayer
+    head: nn.Linear
+
+
+def llama_layout(model: nn.Module, *, allow_decoupled: bool = False) -> LlamaLayout:
+    """Find the Llama roles in a ``system.language_model`` (DBA attention allowed on request)."""
     leaves = [m for m in model.modules()
               if isinstance(m, NodeModule) and not isinstance(m, TopologyModule | DropoutLayer)]
-    names: dict[str, torch.Tensor] = {}
 
     def fail(why: str) -> CheckpointError:
         return CheckpointError(f"the model is not of the Llama layout: {why}",
@@ -98,20 +108,31 @@ def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 
     if not leaves or not isinstance(leaves[0], TokenEmbedder):
         raise fail("it does not start with a token embedder")
-    names["model.embed_tokens.weight"] = leaves[0].embedding.weight
     rest = leaves[1:]
     if rest and isinstance(rest[-1], LinearLayer):
         rest = rest[:-1]  # the head, found again below through model.head
     if not rest or not isinstance(rest[-1], RMSNormLayer):
         raise fail("the last layer before the head is not an RMSNormLayer")
-    *blocks, final = rest
-    if len(blocks) % 4:
-        raise fail(f"{len(blocks)} layers between embedding and final norm is not a multiple of 4")
-    for i in range(len(blocks) // 4):
-        norm1, attn, norm2, mlp = blocks[4 * i: 4 * i + 4]
+    *flat, final = rest
+    if len(flat) % 4:
+        raise fail(f"{len(flat)} layers between embedding and final norm is not a multiple of 4")
+    blocks = []
+    for i in range(len(flat) // 4):
+        norm1, attn, norm2, mlp = flat[4 * i: 4 * i + 4]
         if not (isinstance(norm1, RMSNormLayer) and isinstance(attn, AttentionLayer)
-                and isinstance(norm2, RMSNormLayer) and isinstance(mlp, GLULayer)) or attn.decoupled:
-            raise fail(f"block {i} is not [RMSNorm, standard/GQA attention, RMSNorm, gated MLP]")
+                and isinstance(norm2, RMSNormLayer) and isinstance(mlp, GLULayer)):
+            raise fail(f"block {i} is not [RMSNorm, attention, RMSNorm, gated MLP]")
+        if attn.decoupled and not allow_decoupled:
+            raise fail(f"block {i} has decoupled (DBA) attention, which has no Llama equivalent")
+        blocks.append((norm1, attn, norm2, mlp))
+    return LlamaLayout(leaves[0], blocks, final, model.head)
+
+
+def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{Llama name: caramba parameter}`` for a Llama-layout ``system.language_model``."""
+    layout = llama_layout(model)
+    names: dict[str, torch.Tensor] = {"model.embed_tokens.weight": layout.embed.embedding.weight}
+    for i, (norm1, attn, norm2, mlp) in enumerate(layout.blocks):
         p = f"model.layers.{i}."
         names[p + "input_layernorm.weight"] = norm1.weight
         names[p + "post_attention_layernorm.weight"] = norm2.weight
@@ -122,8 +143,8 @@ def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
             names[p + hf_name + ".weight"] = linear.weight
             if linear.bias is not None:
                 names[p + hf_name + ".bias"] = linear.bias
-    names["model.norm.weight"] = final.weight
-    names["lm_head.weight"] = model.head.weight
+    names["model.norm.weight"] = layout.final_norm.weight
+    names["lm_head.weight"] = layout.head.weight
     return names
 
 
