@@ -47,11 +47,16 @@ def template(session: nox.Session) -> None:
     validates, builds and trains, and that its own tests pass against the installed wheel.
     """
     constraints = ("-c", "requirements-dev.txt")
-    session.install(*constraints, "setuptools>=64", "pytest")
-    session.install(*constraints, *_present("caramba-core", "caramba-layers", "caramba-trainers"))
+    session.install(*constraints, "setuptools>=77", "pytest")
+    # Regular (not editable) installs of the packages the example manifest uses; the digits
+    # data set comes with caramba-trainers' "datasets" extra (scikit-learn).
+    trainers = [f"{path}[datasets]" for path in _present("caramba-trainers")]
+    session.install(*constraints, *_present("caramba-core", "caramba-layers"), *trainers)
     work = Path(tempfile.mkdtemp(prefix="caramba-template-"))
+    source = work / "source"  # build from a copy: setuptools leaves build/ and *.egg-info behind
+    shutil.copytree(TEMPLATE, source, ignore=TEMPLATE_IGNORE)
     session.run("python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(work / "dist"),
-                str(TEMPLATE))
+                str(source))
     [wheel] = (work / "dist").glob("caramba_plugin_example-*.whl")
     session.install(*constraints, "--force-reinstall", "--no-deps", str(wheel))
     session.env["CARAMBA_STRICT_PLUGINS"] = "1"
@@ -64,14 +69,18 @@ def template(session: nox.Session) -> None:
     if "site-packages" not in plugin["location"]:
         session.error(f"the template was not loaded from the installed wheel: {plugin['location']}")
 
-    manifest = TEMPLATE / "examples" / "regression.yml"
+    manifest = TEMPLATE / "examples" / "digits.yml"
     session.run("caramba", "validate", str(manifest))
     session.run("caramba", "run", str(manifest), "--dry-run")
     session.run("caramba", "run", str(manifest), "--out", str(work / "artifacts"))
-    metrics = sorted((work / "artifacts").rglob("metrics.csv"))
-    if not metrics:
+    run_dir = work / "artifacts" / "plugin_digits" / "digits" / "runs" / "quick"
+    losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line and '"phase": "train"' in line]
+    if len(losses) != 30 or not losses[-1] < 0.5 * losses[0]:
+        session.error(f"training through the template's layer did not learn: losses {losses}")
+    if not (run_dir / "metrics.csv").is_file():
         session.error("the run wrote no metrics.csv through the template's example_csv sink")
-    session.log(f"trained: {metrics[0]}")
+    session.log(f"trained 30 steps through ExampleLayer/ExampleTopology: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 
     # The template's own tests, importing the installed wheel (run from a folder without src/).
     tests_copy = work / "plugin-tests"

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from caramba.cli import main
+from caramba.cli.scaffold import _FENCE as FENCE
 from caramba.cli.scaffold import KIND_FILES, PluginNames, new_plugin, render, template_root
 from caramba.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "plugins-template"
-CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+CACHES = {"__pycache__", ".pytest_cache", ".ruff_cache", "build", "dist"}
 
 
 def tree(root: Path) -> list[str]:
@@ -48,8 +49,10 @@ def test_every_template_name_is_replaced_and_no_fence_survives(tmp_path):
     assert "src/caramba_plugin_low_rank/plugin.py" in files
     joined = "\n".join([*files, *files.values()])
     for leftover in ("caramba_plugin_example", "caramba-plugin-example", "ExampleLayer", "ExampleTopology",
-                     "ExampleCsvSink", "example_csv", ">>> ", "<<< "):
+                     "ExampleCsvSink", "example_csv", "plugins-template"):
         assert leftover not in joined, leftover
+    fences = [line for text in files.values() for line in text.splitlines() if FENCE.match(line)]
+    assert fences == []
     plugin = files["src/caramba_plugin_low_rank/plugin.py"]
     assert 'registry.add("LowRankLayer", config=LowRankLayerConfig' in plugin
     assert 'registry.add("LowRankTopology"' in plugin
@@ -116,6 +119,7 @@ def test_fences_keep_blocks_of_any_chosen_kind_and_reject_mismatches():
     text = "a\n# >>> layer topology\nb\n# <<< layer topology\n<!-- >>> sink -->\nc\n<!-- <<< sink -->\nd\n"
     assert render(text, {"topology"}) == "a\nb\nd\n"
     assert render(text, {"sink"}) == "a\nc\nd\n"
+    assert render("a\n<!-- >>> template -->\nhow to copy by hand\n<!-- <<< template -->\n", {"layer", "sink"}) == "a\n"
     with pytest.raises(ValueError, match="closes no matching"):
         render("# >>> layer\nx\n# <<< sink\n", {"layer"})
     with pytest.raises(ValueError, match="never closed"):
@@ -165,6 +169,11 @@ def test_generated_plugins_install_list_and_pass_their_own_tests_unmodified(tmp_
     assert loaded["caramba-plugin-gen-topology"]["components"] == {"topology": ["GenTopologyTopology"]}
     assert loaded["caramba-plugin-gen-sink"]["components"] == {"sink": ["gen_sink_csv"]}
     for name in made.values():
+        # Its example manifest validates against the installed caramba-layers and caramba-trainers.
+        env_all = {**os.environ, "CARAMBA_PLUGINS": ""}
+        done = subprocess.run([str(python), "-m", "caramba", "validate", "examples/digits.yml"], cwd=tmp_path / name,
+                              env=env_all, capture_output=True, text=True)
+        assert done.returncode == 0, f"{name}: {done.stdout}{done.stderr}"
         done = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=tmp_path / name,
                               env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"

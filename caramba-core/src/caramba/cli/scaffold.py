@@ -14,7 +14,8 @@ and substitutes four names::
 It keeps the components of the chosen kind(s). Template lines ``# >>> KIND ...`` and
 ``# <<< KIND ...`` (or ``<!-- >>> KIND -->`` in Markdown) fence text that belongs to those
 kinds only: a fenced block is kept when any kind it names is chosen, and the fence lines
-themselves are always dropped.
+themselves are always dropped. ``template`` fences text about the template itself (how to
+copy it by hand), which no generated package keeps.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def render(text: str, kinds: set[str]) -> str:
             continue
         label = m.group(2)
         if m.group(1) == ">>>":
-            unknown = set(label.split()) - set(KINDS)
+            unknown = set(label.split()) - {*KINDS, "template"}
             if unknown:
                 raise ValueError(f"template line {lineno}: unknown kind(s) {sorted(unknown)} in fence")
             stack.append((label, bool(set(label.split()) & kinds)))
