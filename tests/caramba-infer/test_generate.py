@@ -107,7 +107,8 @@ def test_stop_tokens_end_generation_and_pad_finished_rows():
     model = tiny("standard")
     gen = Generator(model, max_len=64, batch_size=2)
     prompt = torch.randint(1, 256, (2, 4), generator=torch.Generator().manual_seed(1))
-    greedy = Generator(model, max_len=64, batch_size=2).generate(prompt, GenerateConfig(max_new_tokens=20, temperature=0))
+    greedy = Generator(model, max_len=64, batch_size=2).generate(
+        prompt, GenerateConfig(max_new_tokens=20, temperature=0))
     stop = int(greedy[0, 2])  # row 0 emits this at step 2
     out = gen.generate(prompt, GenerateConfig(max_new_tokens=20, temperature=0, stop_tokens=[stop]))
     row0 = out[0].tolist()

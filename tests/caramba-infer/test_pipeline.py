@@ -130,7 +130,7 @@ def test_every_artifact_exists_and_parses(finished):
 def test_tables_compile_with_pdflatex(finished, tmp_path):
     _, folder = finished
     doc = tmp_path / "doc.tex"
-    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{amssymb}\n\\begin{document}\n"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
                    f"\\input{{{folder / 'tables.tex'}}}\n\\end{{document}}\n")
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -170,7 +170,7 @@ class PlotWriter(ArtifactWriter):
             ax.legend(fontsize=8)
         else:
             _no_data(ax, "memory")
-        fig.suptitle(report.get("metadata", {}).get("target", ""))
+        fig.suptitle(report.get("metadata", {}).get("target", ""), y=1.03)
         return _save(fig, folder / "summary.png")
 
     def _latency(self, report: dict[str, Any], folder: Path) -> Path:
@@ -192,7 +192,8 @@ class PlotWriter(ArtifactWriter):
                     x = [r["prompt_len"] for r in mine]
                     a1.plot(x, [r["decode_tokens_per_sec"] for r in mine], "o-", label=name)
                     a2.plot(x, [r["prefill_ms"] for r in mine], "o-", label=name)
-            a1.set(xlabel="prompt length (tokens)", ylabel="decode tokens/s", title=f"decode throughput (batch {b}, gen {g})")
+            a1.set(xlabel="prompt length (tokens)", ylabel="decode tokens/s",
+                   title=f"decode throughput (batch {b}, gen {g})")
             a2.set(xlabel="prompt length (tokens)", ylabel="ms", title="prefill = time to first token")
             a1.legend(fontsize=8)
         else:
@@ -263,8 +264,9 @@ class TableWriter(ArtifactWriter):
         ]
         for label, m in summary.items():
             kv = m.get("kv_bytes_per_token", {}).get(kind) if kind else None
+            kv_text = _num(kv, "{:,.0f}").replace(",", "{,}")
             lines.append(f"{tex_escape(label)} & {_num(m.get('perplexity'))} & "
-                         f"{_num(m.get('decode_tokens_per_sec'), '{:.1f}')} & {_num(kv, '{:,.0f}').replace(',', '{,}')} \\\\")
+                         f"{_num(m.get('decode_tokens_per_sec'), '{:.1f}')} & {kv_text} \\\\")
         target = tex_escape(report.get("metadata", {}).get("target", ""))
         lines += [r"\bottomrule", r"\end{tabular}",
                   f"\\caption{{{target}: held-out perplexity, cached decode throughput and measured KV-cache size.}}",

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from caramba.errors import RunError
-
 from caramba_infer.generate import lm_logits
 
 __all__ = [
@@ -71,7 +70,8 @@ def dataset(session: Any) -> Any:
 
 
 def held_out_batches(session: Any, split: str, batch_size: int, limit: int, *,
-                     block_size: int | None = None, device: Any = None, ds: Any = None) -> Iterator[dict[str, torch.Tensor]]:
+                     block_size: int | None = None, device: Any = None,
+                     ds: Any = None) -> Iterator[dict[str, torch.Tensor]]:
     """``{"input_ids", "target_ids"}`` batches of ``split`` (at most ``limit``), cropped to ``block_size``."""
     ds = ds if ds is not None else dataset(session)
     n = 0

@@ -21,7 +21,6 @@ from torch import nn
 
 from caramba.errors import CarambaError
 from caramba.graph.context import Context
-
 from caramba_infer.caches import CacheKind, SnapshotState, create_caches
 from caramba_infer.sampling import sample_next
 from caramba_infer.specs import GenerateConfig
@@ -119,7 +118,8 @@ class Generator:
         return self.prefill(token.reshape(self.batch_size, 1))
 
     # -- generation -----------------------------------------------------------------------
-    def stream(self, prompt: torch.Tensor | None = None, config: GenerateConfig | None = None) -> Iterator[torch.Tensor]:
+    def stream(self, prompt: torch.Tensor | None = None,
+               config: GenerateConfig | None = None) -> Iterator[torch.Tensor]:
         """Yield one ``(B,)`` token tensor per step, continuing the conversation.
 
         Rows that produced a stop token keep yielding that token until every row has

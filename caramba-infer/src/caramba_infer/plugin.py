@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from caramba import hookimpl
-
 from caramba_infer.specs import (
     CacheKindConfig,
     CompareConfig,

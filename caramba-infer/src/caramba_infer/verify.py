@@ -17,7 +17,6 @@ from torch import nn
 
 from caramba.errors import RunError
 from caramba.pipeline import RunResult, Verifier, VerifyResult
-
 from caramba_infer.caches import cached_modules
 from caramba_infer.evaluation import ByteTokenizer, dataset, device_of, held_out_batches, nll_sum, ppl
 from caramba_infer.generate import Generator, lm_logits
@@ -69,7 +68,8 @@ class Compare(Verifier):
                 lm = lm_logits(model, batch["input_ids"]).float()
                 lr = lm_logits(ref, batch["input_ids"].to(device_of(ref))).float().to(lm.device)
                 d = (lm - lr).abs()
-                logit_sum, logit_max, logit_n = logit_sum + float(d.sum()), max(logit_max, float(d.max())), logit_n + d.numel()
+                logit_sum, logit_n = logit_sum + float(d.sum()), logit_n + d.numel()
+                logit_max = max(logit_max, float(d.max()))
                 for p in paths_m:
                     d = (outputs["m"][p].float() - outputs["r"][p].float().to(lm.device)).abs()
                     layer_sum[p] += float(d.sum())

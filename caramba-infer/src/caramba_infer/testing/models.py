@@ -96,8 +96,9 @@ class TinyDBA(NodeModule):
         self.dv = v_dim // self.h
         super().__init__(_AttnSpec(cfg.sem_dim + cfg.geo_dim + v_dim))
         self.base = cfg.rope_base
-        self.qs, self.ks = nn.Linear(cfg.d_model, cfg.sem_dim, bias=False), nn.Linear(cfg.d_model, cfg.sem_dim, bias=False)
-        self.qg, self.kg = nn.Linear(cfg.d_model, cfg.geo_dim, bias=False), nn.Linear(cfg.d_model, cfg.geo_dim, bias=False)
+        d = cfg.d_model
+        self.qs, self.ks = nn.Linear(d, cfg.sem_dim, bias=False), nn.Linear(d, cfg.sem_dim, bias=False)
+        self.qg, self.kg = nn.Linear(d, cfg.geo_dim, bias=False), nn.Linear(d, cfg.geo_dim, bias=False)
         self.v = nn.Linear(cfg.d_model, v_dim, bias=False)
         self.o = nn.Linear(v_dim, cfg.d_model, bias=False)
 
@@ -175,7 +176,8 @@ class _Block(nn.Module):
         else:
             self.mixer = TinyAttention(cfg, mixer)
         self.mixer.node_path = path
-        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, 2 * cfg.d_model), nn.GELU(), nn.Linear(2 * cfg.d_model, cfg.d_model))
+        d = cfg.d_model
+        self.mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         x = x + self.mixer(self.n1(x), ctx)
