@@ -147,7 +147,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     runtime = runtime_from_args(args)
     entry = runtime.get(args.kind, args.name)
-    fields = []
+    fields: list[dict[str, Any]] = []
     if entry.config is not None:
         for f in msgspec.structs.fields(entry.config):
             if f.encode_name == "type":
@@ -167,9 +167,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     doc = (entry.config.__doc__ or "").strip() if entry.config else ""
     if doc:
         print("  " + doc.splitlines()[0])
-    for f in fields:
-        default = "required" if f["required"] else f"default {f['default']!r}"
-        print(f"  {f['name']:<24} {f['type']:<32} {default}")
+    for row in fields:
+        default = "required" if row["required"] else f"default {row['default']!r}"
+        print(f"  {row['name']:<24} {row['type']:<32} {default}")
     return 0
 
 

@@ -28,7 +28,7 @@ class Builder:
     def entry_for(self, node: Any) -> Entry:
         kinds = getattr(type(node), "__caramba_kinds__", ())
         for kind in kinds:
-            entry = self.runtime.registry(kind).find(node.type)
+            entry: Entry | None = self.runtime.registry(kind).find(node.type)
             if entry is not None:
                 return entry
         raise CarambaError(f"no registered {'/'.join(kinds) or 'component'} named '{node.type}'",

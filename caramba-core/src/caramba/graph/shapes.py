@@ -20,7 +20,8 @@ class Shape(tuple):
 
     @property
     def last(self) -> Dim:
-        return self[-1]
+        last: Dim = self[-1]
+        return last
 
     @property
     def rank(self) -> int:

@@ -104,15 +104,15 @@ class Decoder:
                 return INVALID
             return {k: self.decode(v, val_tp, (*path, k)) for k, v in value.items()}
         if origin in (Union, types.UnionType) and not _is_leaf(tp):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if value is None and len(args) < len(typing.get_args(tp)):
+            members = [a for a in typing.get_args(tp) if a is not type(None)]
+            if value is None and len(members) < len(typing.get_args(tp)):
                 return None
-            if len(args) == 1:
-                return self.decode(value, args[0], path)
-            structs = [a for a in args if isinstance(a, type) and issubclass(a, msgspec.Struct)]
+            if len(members) == 1:
+                return self.decode(value, members[0], path)
+            structs = [a for a in members if isinstance(a, type) and issubclass(a, msgspec.Struct)]
             if isinstance(value, dict) and structs:
                 return self.decode_tagged(value, structs, path)
-            rest = tuple(a for a in args if a not in structs)
+            rest = tuple(a for a in members if a not in structs)
             others = Union[rest] if rest else None  # noqa: UP007 - a union built at run time
             if others is None:
                 self.report(path, f"expected a mapping, got {_kind(value)}")

@@ -70,14 +70,14 @@ def _like(parent: Any, value: Any, key: Any) -> Any:
     """Wrap ``value`` in a Source container located where ``parent[key]`` was."""
     loc = getattr(parent, "locations", {}).get(key)
     if isinstance(value, dict):
-        out = SourceDict(value, location=loc)
-        out.locations = {k: loc for k in value}
-    else:
-        out = SourceList(value, location=loc)
-        out.locations = {i: loc for i in range(len(value))}
-        if isinstance(parent.get(key), SourceDict):
-            out.locations[0] = parent[key].location
-    return out
+        mapping = SourceDict(value, location=loc)
+        mapping.locations = {k: loc for k in value}
+        return mapping
+    items = SourceList(value, location=loc)
+    items.locations = {i: loc for i in range(len(value))}
+    if isinstance(parent.get(key), SourceDict):
+        items.locations[0] = parent[key].location
+    return items
 
 
 def _expand_seeds(runs: list[Any]) -> list[Any]:

@@ -34,7 +34,7 @@ class SourceDict(dict):
     """A dict that knows the location of itself and of each value."""
 
     location: Location | None
-    locations: dict[Any, Location]
+    locations: dict[Any, Location | None]
     key_locations: dict[Any, Location]
 
     def __init__(self, *args: Any, location: Location | None = None, **kwargs: Any) -> None:
@@ -48,7 +48,7 @@ class SourceList(list):
     """A list that knows the location of itself and of each item."""
 
     location: Location | None
-    locations: dict[int, Location]
+    locations: dict[int, Location | None]
 
     def __init__(self, *args: Any, location: Location | None = None) -> None:
         super().__init__(*args)
@@ -84,7 +84,7 @@ def locate_key(root: Any, path: tuple[Any, ...]) -> Location | None:
             except (KeyError, IndexError, TypeError):
                 parent = None
                 break
-        where = getattr(parent, "key_locations", {}).get(path[-1])
+        where: Location | None = getattr(parent, "key_locations", {}).get(path[-1])
         if where is not None:
             return where
     return locate(root, path)
@@ -174,17 +174,17 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
-            out = SourceList(location=self.loc(node))
-            self._done[id(node)] = out
+            items = SourceList(location=self.loc(node))
+            self._done[id(node)] = items
             for i, item in enumerate(node.value):
-                out.locations[i] = self.loc(item)
-                out.append(self.build(item, f"{path}[{i}]"))
-            return out
+                items.locations[i] = self.loc(item)
+                items.append(self.build(item, f"{path}[{i}]"))
+            return items
         if isinstance(node, yaml.MappingNode):
-            out = SourceDict(location=self.loc(node))
-            self._done[id(node)] = out
-            self.mapping(node, out, path)
-            return out
+            mapping = SourceDict(location=self.loc(node))
+            self._done[id(node)] = mapping
+            self.mapping(node, mapping, path)
+            return mapping
         raise AssertionError(f"unexpected YAML node {node!r}")
 
     def scalar(self, node: yaml.ScalarNode, path: str) -> Any:

@@ -96,10 +96,10 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
     if not isinstance(target, ExperimentTarget):
         session = TargetSession(runtime, manifest, target, folder, console)  # type: ignore[arg-type]
         process = runtime.get("process", target.process.type).load()(target.process)
-        result = process.run(session)
-        report = {"target": target.name, "process": target.process.type, "result": result}
-        atomic_write_json(folder / "report.json", report)
-        return report
+        outcome = process.run(session)
+        summary = {"target": target.name, "process": target.process.type, "result": outcome}
+        atomic_write_json(folder / "report.json", summary)
+        return summary
 
     started = time.time()
     report: dict[str, Any] = {

@@ -126,7 +126,7 @@ def caramba_configure(runtime: Any) -> None:
 
 
 @hookspec
-def caramba_preset_dirs() -> list[str]:
+def caramba_preset_dirs() -> list[str]:  # type: ignore[empty-body]
     """Folders holding preset manifests, so ``caramba run NAME`` finds ``NAME.yml`` there."""
 
 

@@ -87,7 +87,8 @@ class Runtime:
         self._blocked = set(block)
         for plugin in plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
-            self._load_one(PluginInfo(name=name, location=getattr(plugin, "__file__", "") or ""), lambda p=plugin: p)
+            info = PluginInfo(name=name, location=getattr(plugin, "__file__", "") or "")
+            self._load_one(info, lambda p=plugin: p)  # type: ignore[misc]
         if autoload and not _env_flag("CARAMBA_DISABLE_PLUGIN_AUTOLOAD"):
             self._autoload()
         for registry in self.registries.values():

@@ -34,7 +34,8 @@ class NodeConformance:
         return Runtime()
 
     def node(self, rt: Runtime | None = None) -> NodeConfig:
-        return (rt or self.runtime()).parse(NodeConfig, dict(self.config))
+        node: NodeConfig = (rt or self.runtime()).parse(NodeConfig, dict(self.config))
+        return node
 
     def make_input(self) -> Any:
         import torch

@@ -18,7 +18,8 @@ class ToyLinear(NodeModule):
         self.linear = nn.Linear(config.d_in, config.d_out, bias=config.bias)
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
-        return self.linear(x)
+        y: torch.Tensor = self.linear(x)
+        return y
 
 
 class ToySequential(TopologyModule):

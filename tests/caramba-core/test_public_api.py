@@ -1,0 +1,77 @@
+"""The public surface: ``caramba.__all__``, lazy top-level names, typing, lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import caramba
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED = {
+    "CarambaError", "CheckpointError", "Config", "Context", "EmbedderConfig", "Entry", "Location", "Manifest",
+    "ManifestError", "NodeConfig", "PluginError", "PluginInfo", "PolymorphicConfig", "Problem", "Registry",
+    "RegistryError", "RunError", "Runtime", "Scope", "Shape", "ShapeError", "TopologyConfig", "UsageError",
+    "__version__", "hookimpl", "hookspec",
+}
+
+
+def test_all_equals_the_public_names():
+    for name in caramba.__all__:
+        getattr(caramba, name)  # every lazy name resolves
+    public = {n for n, v in vars(caramba).items()
+              if (not n.startswith("_") or n == "__version__") and not isinstance(v, ModuleType)}
+    public -= {"annotations", "importlib", "TYPE_CHECKING", "Any"}  # the module's own imports
+    assert set(caramba.__all__) == public == EXPECTED
+    assert caramba.__all__ == sorted(caramba.__all__)
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'Runtiem'"):
+        caramba.Runtiem  # noqa: B018
+
+
+def test_error_tree_and_exit_codes():
+    assert issubclass(caramba.RegistryError, caramba.PluginError)
+    codes = {cls.__name__: cls.exit_code for cls in (caramba.ManifestError, caramba.UsageError,
+                                                      caramba.CheckpointError, caramba.PluginError,
+                                                      caramba.RegistryError, caramba.RunError)}
+    assert codes == {"ManifestError": 2, "UsageError": 2, "CheckpointError": 2, "PluginError": 3,
+                     "RegistryError": 3, "RunError": 1}
+    assert all(issubclass(getattr(caramba, n), caramba.CarambaError) for n in codes)
+
+
+def test_importing_caramba_imports_neither_torch_nor_the_manifest_loader():
+    code = ("import sys, caramba; caramba.hookimpl; caramba.NodeConfig\n"
+            "bad = [m for m in ('torch', 'numpy', 'yaml', 'caramba.manifest.load') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mypy", path=str(Path(sys.executable).parent)) is None, reason="mypy not installed")
+def test_core_and_a_plugin_authors_code_type_check_under_mypy_strict():
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    done = subprocess.run([mypy], cwd=ROOT / "caramba-core", capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    example = Path(__file__).with_name("typing_example.py")
+    done = subprocess.run([mypy, "--strict", "--cache-dir", str(ROOT / ".cache" / "mypy"), str(example)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff", path=str(Path(sys.executable).parent)) is None, reason="ruff not installed")
+def test_core_passes_ruff():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    paths = ["caramba-core/src/caramba", "tests/caramba-core", "benchmarks/cli_cold_start.py"]
+    done = subprocess.run([ruff, "check", "--force-exclude", "--exclude", "caramba-core/src/caramba/cli/scaffold.py",
+                           "--exclude", "tests/caramba-core/test_new_plugin.py",
+                           "--exclude", "tests/caramba-core/test_plugin_conflict.py", *paths],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
