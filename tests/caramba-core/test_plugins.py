@@ -217,15 +217,19 @@ def test_bad_registrations_fail_their_plugin(kwargs, message):
     assert rt.plugins[0].status == "failed" and message in rt.plugins[0].reason
 
 
-def test_config_with_unresolvable_annotation_fails_at_registration(tmp_path):
+def test_config_with_unresolvable_annotation_is_reported_not_raised(monkeypatch):
     module = ModuleType("unresolvable")
-    exec("from caramba import NodeConfig, hookimpl\n"
-         "class C(NodeConfig, kw_only=True):\n    width: 'Missing'\n"
+    monkeypatch.setitem(sys.modules, "unresolvable", module)
+    exec("from __future__ import annotations\nfrom caramba import NodeConfig, hookimpl\n"
+         "class C(NodeConfig, kw_only=True):\n    width: Missing\n"
          "@hookimpl\ndef caramba_register_layers(registry):\n    registry.add('C', config=C, factory='m:a')\n",
          module.__dict__)
-    rt = caramba.Runtime(autoload=False, plugins=[module], strict=False)
-    assert rt.plugins[0].status == "failed"
-    assert "the fields of C cannot be resolved" in rt.plugins[0].reason
+    rt = caramba.Runtime(autoload=False, plugins=[module])
+    with pytest.raises(caramba.ManifestError) as info:
+        rt.parse(caramba.NodeConfig, {"type": "C", "width": 1})
+    assert str(info.value.problems[0]) == (
+        "<manifest>  <root>  the fields of C (C) cannot be resolved: NameError: name 'Missing' is not defined  "
+        "(this is a bug in the plugin that registered it; please report it)")
 
 
 def test_configure_hook_is_historic_and_sees_the_frozen_runtime():

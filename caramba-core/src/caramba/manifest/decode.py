@@ -154,7 +154,12 @@ class Decoder:
         if not isinstance(value, dict):
             self.report(path, f"expected a mapping for {label}, got {_kind(value)}")
             return INVALID
-        fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        try:
+            fields = {f.encode_name: f for f in msgspec.structs.fields(cls)}
+        except Exception as exc:  # noqa: BLE001 - e.g. an annotation naming a type that does not exist
+            self.report(path, f"the fields of {cls.__name__} ({label}) cannot be resolved: {type(exc).__name__}: {exc}",
+                        "this is a bug in the plugin that registered it; please report it")
+            return INVALID
         before = len(self.problems)
         suggested: set[str] = set()  # a typo's suggestion stands for the missing field it names
         for key in value:

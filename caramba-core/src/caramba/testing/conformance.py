@@ -58,6 +58,8 @@ class NodeConformance:
         entry = rt.registry(self.kind).find(self.config["type"])
         assert entry is not None, f"{self.config['type']} is not a registered {self.kind}"
         assert entry.summary, "give the component a one-line summary"
+        assert entry.config is not None
+        msgspec.structs.fields(entry.config)  # every field annotation resolves (raises NameError if not)
 
     def test_spec_module_is_torch_free(self) -> None:
         if not self.spec_module:
