@@ -35,8 +35,7 @@ def find_manifest(runtime: Runtime, name: str) -> str:
         return name
     folders = [Path(p) for p in os.environ.get("CARAMBA_PRESETS_PATH", "").split(os.pathsep) if p]
     folders.append(Path("config/presets"))
-    for found in runtime.hook.caramba_preset_dirs():
-        folders += [Path(p) for p in found]
+    folders += [Path(p) for p in runtime.hooks.preset_dirs()]
     known: list[str] = []
     for folder in folders:
         for suffix in (".yml", ".yaml", ".json"):

@@ -50,4 +50,4 @@ class Builder:
 
     def select_kernel(self, op: str, device: str, dtype: str) -> str:
         """The kernel backend plugins choose for ``op`` (``"torch"`` when none answers)."""
-        return self.runtime.hook.caramba_select_kernel(op=op, device=device, dtype=dtype) or "torch"
+        return self.runtime.hooks.select_kernel(op, device, dtype) or "torch"

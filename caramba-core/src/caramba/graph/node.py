@@ -8,7 +8,9 @@ prints the dry-run plan (:meth:`NodeConfig.num_params`,
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
+
+import msgspec
 
 from caramba.graph.shapes import Shape
 from caramba.manifest.config import PolymorphicConfig, Scope
@@ -50,7 +52,7 @@ class TopologyConfig(NodeConfig, kw_only=True):
     __caramba_kinds__: ClassVar[tuple[str, ...]] = ("topology",)
 
     layers: list[NodeConfig] = []
-    repeat: int = 1
+    repeat: Annotated[int, msgspec.Meta(ge=1)] = 1
 
     def children(self) -> list[NodeConfig]:
         return list(self.layers) * self.repeat

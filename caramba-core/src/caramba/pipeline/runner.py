@@ -117,11 +117,11 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
         atomic_write_json(session.run_dir / "environment.json", environment(run.seed))
         session.open_sinks()
         try:
-            runtime.hook.caramba_run_start(session=session)
+            runtime.hooks.run_start(session)
             trainer = session.create("trainer", target.trainer)
             result: RunResult = trainer.run(session)
             checks = _verify(session, result)
-            runtime.hook.caramba_run_end(session=session, result=result)
+            runtime.hooks.run_end(session, result)
         finally:
             session.close_sinks()
         models.update(result.models)
@@ -152,7 +152,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
     for entry in runtime.registry("artifact"):
         writer = entry.load()(None)
         written += [str(p) for p in writer.write(tsession, report)]
-    runtime.hook.caramba_artifacts_written(session=tsession, paths=written)
+    runtime.hooks.artifacts_written(tsession, written)
     report["artifacts"] = written
     return report
 

@@ -79,7 +79,7 @@ class RunSession(TargetSession):
         for sink in self.sinks:
             sink.log(step, metrics, phase=phase)
         if phase == "train":
-            self.runtime.hook.caramba_step_end(session=self, step=step, metrics=metrics)
+            self.runtime.hooks.step_end(self, step, metrics)
 
     def close_sinks(self) -> None:
         for sink in self.sinks:

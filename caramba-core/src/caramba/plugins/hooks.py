@@ -21,11 +21,12 @@ inside ``forward()``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pluggy
 
-__all__ = ["hookimpl", "hookspec"]
+__all__ = ["Hooks", "hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("caramba")
 hookimpl = pluggy.HookimplMarker("caramba")
@@ -160,3 +161,37 @@ def caramba_select_kernel(op: str, device: str, dtype: str) -> str | None:
 
     Called while a model is built, never inside ``forward()``.
     """
+
+
+# --- the typed facade the core calls through ---------------------------------------------
+
+class Hooks:
+    """Typed calls of the non-registration hooks: ``runtime.hooks.run_start(session)``.
+
+    The pluggy relay (``runtime.hook``) takes keyword arguments only and returns ``Any``;
+    this facade names each hook's parameters and result, so call sites are checked by mypy.
+    """
+
+    def __init__(self, relay: Any) -> None:
+        self._relay = relay
+
+    def preset_dirs(self) -> list[str]:
+        """Every plugin's preset folders, flattened in plugin order."""
+        return [d for dirs in self._relay.caramba_preset_dirs() for d in dirs]
+
+    def run_start(self, session: Any) -> None:
+        self._relay.caramba_run_start(session=session)
+
+    def step_end(self, session: Any, step: int, metrics: dict[str, float]) -> None:
+        self._relay.caramba_step_end(session=session, step=step, metrics=metrics)
+
+    def run_end(self, session: Any, result: Any) -> None:
+        self._relay.caramba_run_end(session=session, result=result)
+
+    def artifacts_written(self, session: Any, paths: Sequence[str]) -> None:
+        self._relay.caramba_artifacts_written(session=session, paths=list(paths))
+
+    def select_kernel(self, op: str, device: str, dtype: str) -> str | None:
+        """The first plugin's answer, or ``None`` when none answers."""
+        answer: str | None = self._relay.caramba_select_kernel(op=op, device=device, dtype=dtype)
+        return answer

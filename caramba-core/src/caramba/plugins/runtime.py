@@ -172,6 +172,11 @@ class Runtime:
         """The pluggy hook relay: ``runtime.hook.caramba_run_start(session=...)``."""
         return self.pm.hook
 
+    @property
+    def hooks(self) -> hooks.Hooks:
+        """The typed facade over the lifecycle and selection hooks: ``runtime.hooks.run_start(session)``."""
+        return hooks.Hooks(self.pm.hook)
+
     def registry(self, kind: str) -> Registry:
         try:
             return self.registries[kind]
