@@ -252,3 +252,10 @@ def test_a_full_toy_run_writes_the_run_folder(toy_cli, capsys, tmp_path):
     report = json.loads((folder / "report.json").read_text())
     assert report["runs"][0]["verify"][0]["passed"] is True
     assert [row["model"] for row in report["benchmarks"]["mse"]["rows"]] == ["student"]
+
+
+def test_dry_run_on_meta_builds_the_system_and_agrees_with_num_params(toy_cli, capsys, tmp_path):
+    (tmp_path / "run.yml").write_text(RUN_MANIFEST)
+    assert toy_cli(["run", "run.yml", "--dry-run", "--meta", "--json"]) == 0
+    target = json.loads(capsys.readouterr().out)["targets"][0]
+    assert target["parameters"] == target["parameters_built"] == 4 * 1 + 1

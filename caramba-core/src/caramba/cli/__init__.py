@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("manifest", help="manifest path or preset name")
     run.add_argument("--target", "-t", default=None, help="target name or entrypoint alias")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    run.add_argument("--meta", action="store_true",
+                     help="with --dry-run: also build each system on the meta device and count its parameters")
     run.add_argument("-s", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                      help="override a manifest value (repeatable)")
     run.add_argument("--out", default=None, help="root folder for artifacts (default: the manifest's artifacts_dir)")

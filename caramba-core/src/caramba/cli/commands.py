@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from caramba.pipeline.runner import plan
 
-        result = plan(manifest, args.target)
+        result = plan(manifest, args.target, runtime=runtime, build=args.meta)
         if args.json:
             print(json.dumps(result, indent=2))
         else:
@@ -96,7 +96,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
             continue
         print(f"    system {t['system']}  data {t['data']}  objective {t['objective']}  trainer {t['trainer']}")
         if t["parameters"] is not None:
-            print(f"    parameters {t['parameters']:,}")
+            built = f" (built on meta: {t['parameters_built']:,})" if "parameters_built" in t else ""
+            print(f"    parameters {t['parameters']:,}{built}")
         if t["kv_bytes_per_token"] is not None:
             kv = t["kv_bytes_per_token"]
             print(f"    KV cache bytes/token: {kv['fp16']:,} (fp16), {kv['fp32']:,} (fp32)")

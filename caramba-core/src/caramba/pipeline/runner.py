@@ -29,8 +29,14 @@ from caramba.pipeline.session import RunSession, TargetSession
 __all__ = ["plan", "run_target"]
 
 
-def plan(manifest: Manifest, target_name: str | None = None) -> dict[str, Any]:
-    """The dry-run plan: targets, runs, parameter counts and KV bytes per token (no torch)."""
+def plan(manifest: Manifest, target_name: str | None = None, *, runtime: Any = None,
+         build: bool = False) -> dict[str, Any]:
+    """The dry-run plan: targets, runs, parameter counts and KV bytes per token (no torch).
+
+    With ``build=True`` (and the ``runtime``), each experiment's system is also built on
+    torch's ``meta`` device (no memory, no data) and its real parameter count is added as
+    ``parameters_built``: a check of the configs' ``num_params()`` and of every factory.
+    """
     targets = [manifest.target(target_name)] if target_name else manifest.targets
     out: dict[str, Any] = {"manifest": manifest.source, "name": manifest.name, "targets": []}
     for target in targets:
@@ -50,10 +56,23 @@ def plan(manifest: Manifest, target_name: str | None = None) -> dict[str, Any]:
                        "verify": [v.type for v in r.verify]} for r in target.runs],
                 benchmarks=[{"id": b.id, "type": b.config.type, "models": b.models} for b in target.benchmarks],
             )
+            if build:
+                entry["parameters_built"] = _count_on_meta(runtime, target)
         else:
             entry.update(process=target.process.type, team=target.team)
         out["targets"].append(entry)
     return out
+
+
+def _count_on_meta(runtime: Any, target: ExperimentTarget) -> int:
+    import torch
+
+    from caramba.graph.build import Builder
+
+    factory = runtime.get("system", target.system.ref).load()
+    with torch.device("meta"):
+        module = factory(target.system.config, builder=Builder(runtime))
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 def environment(seed: int | None = None) -> dict[str, Any]:
