@@ -127,3 +127,11 @@ targets:
       - id: r
         steps: 2
 """
+
+
+@pytest.mark.parametrize("suffix", ["yml", "json"])
+def test_absurdly_deep_nesting_is_a_manifest_error_not_a_recursion_error(rt, suffix):
+    deep = "[" * 5000 + "]" * 5000
+    text = f'{{"version": 2, "notes": {deep}}}' if suffix == "json" else f"version: 2\nnotes: {deep}\n"
+    with pytest.raises(caramba.ManifestError, match="nested too deeply"):
+        rt.load_manifest_text(text, filename=f"deep.{suffix}")

@@ -68,6 +68,14 @@ def load_manifest_text(runtime: Any, text: str, *, filename: str = "<string>",
 
 
 def _finish(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Manifest:
+    try:
+        return _check(runtime, data, source, overrides)
+    except RecursionError:
+        raise ManifestError([Problem(getattr(data, "location", None), "", "the manifest is nested too deeply",
+                                     "a manifest nests a few dozen levels at most")], source=source) from None
+
+
+def _check(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Manifest:
     problems: list[Problem] = []
     if not isinstance(data, dict):
         raise ManifestError([Problem(getattr(data, "location", None), "", "a manifest must be a mapping",

@@ -227,6 +227,14 @@ class _Builder:
 
 def load_text(text: str, filename: str = "<string>", *, fmt: str | None = None) -> Any:
     """Parse YAML or JSON text into :class:`SourceDict`/:class:`SourceList` data."""
+    try:
+        return _load_text(text, filename, fmt)
+    except RecursionError:
+        raise ManifestError([Problem(Location(filename), "", "the manifest is nested too deeply to read",
+                                     "a manifest nests a few dozen levels at most")], source=filename) from None
+
+
+def _load_text(text: str, filename: str, fmt: str | None) -> Any:
     fmt = fmt or ("json" if filename.endswith(".json") else "yaml")
     if fmt == "json":
         return _load_json(text, filename)
@@ -287,7 +295,9 @@ def _load_json(text: str, filename: str) -> Any:
             source=filename,
         ) from None
     try:
-        located = load_text(text, filename, fmt="yaml")
+        located = _load_text(text, filename, "yaml")
+    except RecursionError:
+        located = None
     except ManifestError as exc:
         located = None
         if problems:  # the YAML reading names the duplicate's line and column
