@@ -242,3 +242,15 @@ def test_configure_hook_is_historic_and_sees_the_frozen_runtime():
 
     caramba.Runtime(autoload=False, plugins=[Plugin()])
     assert seen == [True]
+
+
+def test_two_distributions_claiming_one_entry_point_name_fail_the_second(tmp_path, make_dist, clean_env):
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "alpha-plugin", "1.0", "alpha_mod", GOOD, {"same": "alpha_mod"})
+    make_dist(site, "beta-plugin", "2.0", "beta_mod", GOOD, {"same": "beta_mod"})
+    done = caramba_cli(["plugins", "--json"], clean_env(PYTHONPATH=str(site), CARAMBA_PLUGINS="same"))
+    rows = [p for p in json.loads(done.stdout)["plugins"] if p["name"] == "same"]
+    assert [(p["distribution"], p["status"]) for p in rows] == [("alpha-plugin", "loaded"), ("beta-plugin", "failed")]
+    assert rows[1]["reason"] == ("entry-point name 'same' is already taken by alpha-plugin 1.0; "
+                                 "rename one of the entry points")

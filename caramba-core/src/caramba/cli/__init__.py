@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="caramba", description="Run experiments declared in YAML manifests.")
     parser.add_argument("-p", dest="global_plugin_opts", action="append", default=[], metavar="no:NAME",
                         help="block a plugin by entry-point name (repeatable)")
+    parser.add_argument("--version", action="version", version=f"caramba-core {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="validate and run a manifest target")
@@ -75,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="the component the plugin starts with")
     new.add_argument("--dest", default=".", help="folder to create the package in")
     return parser
+
+
+def _version() -> str:
+    from caramba import __version__
+
+    return __version__
 
 
 def _normalise(argv: list[str]) -> list[str]:

@@ -347,6 +347,9 @@ def type_label(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Annotated:
         inner, *meta = typing.get_args(tp)
+        kind = next((m for m in meta if isinstance(m, Kind)), None)
+        if kind is not None:
+            return f"{kind.kind} name"
         text = type_label(inner)
         for m in meta:
             if isinstance(m, msgspec.Meta):
