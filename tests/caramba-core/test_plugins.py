@@ -254,3 +254,13 @@ def test_two_distributions_claiming_one_entry_point_name_fail_the_second(tmp_pat
     assert [(p["distribution"], p["status"]) for p in rows] == [("alpha-plugin", "loaded"), ("beta-plugin", "failed")]
     assert rows[1]["reason"] == ("entry-point name 'same' is already taken by alpha-plugin 1.0; "
                                  "rename one of the entry points")
+
+
+def test_validate_warns_about_a_failed_plugin_and_still_works(site, clean_env, tmp_path):
+    (tmp_path / "empty.yml").write_text("version: 2\n")
+    done = caramba_cli(["validate", str(tmp_path / "empty.yml")],
+                       clean_env(PYTHONPATH=str(site), CARAMBA_PLUGINS="good,broken"))
+    assert done.returncode == 0
+    assert done.stdout == f"{tmp_path / 'empty.yml'}: valid (0 target(s): none)\n"
+    assert done.stderr == ("warning: plugin 'broken' failed to load: ImportError: boom: a dependency is missing  "
+                           "(caramba plugins shows why)\n")
