@@ -16,7 +16,7 @@ from typing import Any
 
 from caramba.errors import CheckpointError
 
-__all__ = ["locate", "open_checkpoint"]
+__all__ = ["load_tokenizer", "locate", "open_checkpoint"]
 
 
 def locate(uri: str) -> Path:
@@ -47,3 +47,15 @@ def open_checkpoint(uri: str, runtime: Any) -> tuple[Any, Path]:
     path = locate(uri)
     name = "gguf" if path.suffix == ".gguf" else "hf"
     return runtime.get("checkpoint_format", name).load()(None), path
+
+
+def load_tokenizer(uri: str) -> Any:
+    """The ``tokenizers.Tokenizer`` a checkpoint carries, or ``None``; needs no runtime."""
+    path = locate(uri)
+    if path.suffix == ".gguf":
+        from caramba_layers.gguf import GGUFFormat
+
+        return GGUFFormat().tokenizer(path)
+    from caramba_layers.hf import HFCheckpoint
+
+    return HFCheckpoint().tokenizer(path)

@@ -204,4 +204,9 @@ class GGUFFormat:
         return model
 
     def tokenizer(self, path: str | Path | None = None) -> Any:
-        return self.read(path).tokenizer
+        key = self._path(path)
+        if key in self._read:
+            return self._read[key].tokenizer
+        import gguf
+
+        return _tokenizer(gguf.GGUFReader(key))  # memory-mapped: no tensor is read

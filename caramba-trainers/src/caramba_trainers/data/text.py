@@ -24,7 +24,7 @@ import numpy as np
 from caramba.errors import CarambaError
 from caramba.pipeline import atomic_write_bytes
 from caramba_trainers.data.base import BlockDataset
-from caramba_trainers.data.tokenizers import ByteTokenizer, train_bpe
+from caramba_trainers.data.tokenizers import ByteTokenizer, checkpoint_tokenizer, train_bpe
 
 __all__ = ["TextDataset", "cache_dir", "load_corpus"]
 
@@ -76,9 +76,12 @@ class TextDataset(BlockDataset):
         docs = load_corpus(config.corpus, config.max_chars)
         if config.tokenizer == "byte":
             self.tokenizer: Any = ByteTokenizer()
+        elif config.tokenizer == "checkpoint":
+            self.tokenizer = checkpoint_tokenizer(config.tokenizer_checkpoint)
         else:
             self.tokenizer = train_bpe(texts=docs, vocab_size=config.vocab_size, cache_dir=folder)
-        key = hashlib.sha1(repr((config.corpus, config.tokenizer, self.tokenizer.vocab_size, config.max_chars,
+        key = hashlib.sha1(repr((config.corpus, config.tokenizer, config.tokenizer_checkpoint,
+                                 self.tokenizer.vocab_size, config.max_chars,
                                  sys.version, sum(map(len, docs)))).encode()).hexdigest()[:16]
         path = folder / f"tokens-{config.corpus}-{config.tokenizer}-{key}.npy"
         if path.exists():

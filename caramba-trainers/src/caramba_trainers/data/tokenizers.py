@@ -8,7 +8,7 @@ from pathlib import Path
 
 from caramba.pipeline import atomic_write_text
 
-__all__ = ["BPETokenizer", "ByteTokenizer", "train_bpe"]
+__all__ = ["BPETokenizer", "ByteTokenizer", "checkpoint_tokenizer", "train_bpe"]
 
 EOS = "<|endoftext|>"
 
@@ -29,9 +29,9 @@ class ByteTokenizer:
 class BPETokenizer:
     """A ``tokenizers`` byte-level BPE with ``<|endoftext|>`` as its end-of-document id."""
 
-    def __init__(self, tokenizer: object) -> None:
+    def __init__(self, tokenizer: object, vocab_size: int | None = None) -> None:
         self._tok = tokenizer
-        self.vocab_size: int = tokenizer.get_vocab_size()
+        self.vocab_size: int = vocab_size or tokenizer.get_vocab_size()
         self.eos_id: int = tokenizer.token_to_id(EOS)
 
     @classmethod
@@ -67,4 +67,17 @@ def train_bpe(*, texts: list[str], vocab_size: int, cache_dir: str | Path) -> BP
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     atomic_write_text(path, tok.to_str())
+    return BPETokenizer(tok)
+
+
+def checkpoint_tokenizer(uri: str) -> BPETokenizer:
+    """The tokenizer a pretrained checkpoint carries (``tokenizer.json`` or the GGUF's own)."""
+    from caramba.errors import CheckpointError
+    from caramba_layers.checkpoints import load_tokenizer
+
+    tok = load_tokenizer(uri)
+    if tok is None:
+        raise CheckpointError(f"{uri} carries no tokenizer", hint="use tokenizer: bpe or byte")
+    if tok.token_to_id(EOS) is None:
+        raise CheckpointError(f"the tokenizer of {uri} has no {EOS} token to separate documents")
     return BPETokenizer(tok)
