@@ -114,6 +114,9 @@ def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
             if isinstance(req, str) and (msg := runtime.check_requires([req])):
                 decoder.report(("requires", i), msg[0], "install the plugin distribution, then run again")
 
+    # per-run train: blocks are decoded by their trainer's struct, from the raw data, so their
+    # problems are reported even when something else in the manifest is wrong
+    trains = _decode_train_blocks(runtime, decoder, data)
     spec = decoder.decode(data, ManifestSpec, ())
     if spec is INVALID:
         return INVALID
@@ -129,7 +132,9 @@ def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
                    f"target {names[target.name]} has the same name; rename one")
         names.setdefault(target.name, ti)
         if isinstance(target, ExperimentTarget):
-            _check_experiment(runtime, decoder, target, tpath, report)
+            for ri, run in enumerate(target.runs):
+                run.train = trains.get((ti, ri), run.train)
+            _check_experiment(target, tpath, report)
     for alias, name in spec.entrypoints.items():
         bare = name.split(":", 1)[1] if ":" in name else name
         if bare not in names:
@@ -138,24 +143,39 @@ def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
     return spec
 
 
-def _check_experiment(runtime: Any, decoder: Decoder, target: ExperimentTarget,
-                      tpath: tuple[str | int, ...], report: Any) -> None:
-    trainer = runtime.registry("trainer").get(target.trainer.ref)
-    run_config = trainer.extras.get("run_config")
+def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tuple[int, int], Any]:
+    """``{(target index, run index): decoded train struct}`` for every valid ``runs[].train``."""
+    out: dict[tuple[int, int], Any] = {}
+    targets = data.get("targets")
+    for ti, target in enumerate(targets if isinstance(targets, list) else []):
+        if not isinstance(target, dict) or not isinstance(target.get("runs"), list):
+            continue
+        trainer = target.get("trainer")
+        ref = trainer.get("ref") if isinstance(trainer, dict) else trainer
+        entry = runtime.registry("trainer").find(ref) if isinstance(ref, str) else None
+        if entry is None:
+            continue  # the decoder reports the unknown trainer
+        run_config = entry.extras.get("run_config")
+        for ri, run in enumerate(target["runs"]):
+            if not isinstance(run, dict) or run.get("train") is None:
+                continue
+            path = ("targets", ti, "runs", ri, "train")
+            if run_config is None:
+                decoder.report(path, f"trainer '{entry.name}' takes no per-run train: block")
+                continue
+            decoded = decoder.decode_struct(run["train"], run_config, path, label=f"{entry.name} train")
+            if decoded is not INVALID:
+                out[(ti, ri)] = decoded
+    return out
+
+
+def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
     run_ids: set[str] = set()
     for ri, run in enumerate(target.runs):
-        rpath = (*tpath, "runs", ri)
         if run.id in run_ids:
-            report((*rpath, "id"), f"duplicate run id '{run.id}'", "run ids must be unique within a target")
+            report((*tpath, "runs", ri, "id"), f"duplicate run id '{run.id}'",
+                   "run ids must be unique within a target")
         run_ids.add(run.id)
-        if run.train is None:
-            continue
-        if run_config is None:
-            report((*rpath, "train"), f"trainer '{trainer.name}' takes no per-run train: block")
-            continue
-        decoded = decoder.decode_struct(run.train, run_config, (*rpath, "train"), label=f"{trainer.name} train")
-        if decoded is not INVALID:
-            run.train = decoded
     # each component's own check() already ran when it was decoded
     for bi, bench in enumerate(target.benchmarks):
         known = set(target.labels) | {"student", "teacher", "model"}
