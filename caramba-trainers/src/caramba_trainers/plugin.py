@@ -12,6 +12,7 @@ from typing import Any
 from caramba import hookimpl
 
 from caramba_trainers import specs
+from caramba_trainers.upcycle.specs import UpcycleTrainConfig, UpcycleTrainerConfig
 
 _P = "caramba_trainers"
 
@@ -82,6 +83,9 @@ def caramba_register_trainers(registry: Any) -> None:
     registry.add("trainer.standard", config=specs.StandardTrainerConfig, factory=f"{_P}.standard:StandardTrainer",
                  summary="supervised training: AMP, accumulation, clipping, eval, checkpoints, resume, DDP/FSDP",
                  aliases=("trainer.train",), run_config=specs.TrainConfig)
+    registry.add("trainer.upcycle", config=UpcycleTrainerConfig, factory=f"{_P}.upcycle.trainer:UpcycleTrainer",
+                 summary="surgery from a pretrained teacher, blockwise distillation, global fine-tune",
+                 run_config=UpcycleTrainConfig)
 
 
 @hookimpl

@@ -6,7 +6,7 @@ the torch halves live in the modules named by each registration's factory.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -219,10 +219,13 @@ class TrainConfig(Config, kw_only=True):
     compile_mode: str = "default"
     progress: bool = True
 
+    #: the phases the trainer owning this struct runs
+    phases: ClassVar[tuple[str, ...]] = ("standard",)
+
     def check(self, scope: Scope) -> None:
-        if self.phase != "standard":
-            scope.error("phase", f"phase '{self.phase}' is not run by the standard trainer",
-                        "use trainer.upcycle for blockwise or global distillation")
+        if self.phase not in self.phases:
+            scope.error("phase", f"phase '{self.phase}' is not run by this trainer (it runs "
+                        f"{', '.join(self.phases)})", "use trainer.upcycle for blockwise or global distillation")
         if self.betas is not None and (len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas)):
             scope.error("betas", f"expected two numbers in [0, 1), got {self.betas}", "e.g. [0.9, 0.95]")
         if self.use_amp and self.dtype in ("bfloat16", "float16"):

@@ -1,0 +1,1 @@
+"""Upcycling: architecture surgery from a pretrained teacher, then distillation (``trainer.upcycle``)."""
