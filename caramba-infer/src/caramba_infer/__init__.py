@@ -1,35 +1,42 @@
 """caramba-infer: generation with KV caches, verification, benchmarks and publication artifacts.
 
-Importing this package imports torch; the plugin module (:mod:`caramba_infer.plugin`) and
-the config structs (:mod:`caramba_infer.specs`) do not.
+The public names load on first use (PEP 562), so importing the plugin module
+(:mod:`caramba_infer.plugin`) or the config structs (:mod:`caramba_infer.specs`) never
+imports torch; ``from caramba_infer import Generator`` does.
 """
 
-from caramba_infer.caches import (
-    CACHE_KINDS,
-    CacheKind,
-    QuantizedKVCache,
-    SnapshotState,
-    analytic_kv_bytes_per_token,
-    cache_kind,
-    create_caches,
-)
-from caramba_infer.generate import Generator, lm_logits
-from caramba_infer.sampling import apply_repetition_penalty, sample_next, top_k_filter, top_p_filter
-from caramba_infer.specs import GenerateConfig
+from __future__ import annotations
 
-__all__ = [
-    "CACHE_KINDS",
-    "CacheKind",
-    "GenerateConfig",
-    "Generator",
-    "QuantizedKVCache",
-    "SnapshotState",
-    "analytic_kv_bytes_per_token",
-    "apply_repetition_penalty",
-    "cache_kind",
-    "create_caches",
-    "lm_logits",
-    "sample_next",
-    "top_k_filter",
-    "top_p_filter",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "CACHE_KINDS": "caches",
+    "CacheKind": "caches",
+    "QuantizedKVCache": "caches",
+    "SnapshotState": "caches",
+    "analytic_kv_bytes_per_token": "caches",
+    "cache_kind": "caches",
+    "create_caches": "caches",
+    "Generator": "generate",
+    "lm_logits": "generate",
+    "apply_repetition_penalty": "sampling",
+    "sample_next": "sampling",
+    "top_k_filter": "sampling",
+    "top_p_filter": "sampling",
+    "GenerateConfig": "specs",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'caramba_infer' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"caramba_infer.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
