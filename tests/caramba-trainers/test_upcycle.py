@@ -218,3 +218,22 @@ def test_blockwise_resume_mid_block_continues_exactly(teacher_dir: Path, tmp_pat
     # the resumed run repeats steps 9 (checkpoint at 8), then goes on: its last values equal the straight run's
     assert resumed[1][-3:] == straight[1][-3:]
     assert resumed[0] == straight[0]
+
+
+def test_identity_surgery_refuses_a_student_with_other_rope(teacher_dir: Path) -> None:
+    rt = Runtime()
+    teacher = from_pretrained(teacher_dir, rt).eval()
+    model = _model_block(teacher_dir)
+    _attention(model)["rope_base"] = 10000.0
+    with pytest.raises(CheckpointError, match="RoPE"):
+        transplant(teacher, _build(rt, model))
+
+
+def test_global_phase_with_pure_distillation_needs_a_kl_weight(teacher_dir: Path) -> None:
+    from caramba.errors import ManifestError
+
+    text = json.loads(_manifest(teacher_dir, blockwise_steps=4, global_steps=2))
+    text["targets"][0]["runs"][1]["train"]["distill_ce_weight"] = 0.0
+    text["targets"][0]["runs"][1]["train"]["distill_kl_weight"] = 0.0
+    with pytest.raises(ManifestError, match="distill_kl_weight"):
+        Runtime().load_manifest_text(json.dumps(text), filename="u.json")

@@ -27,7 +27,9 @@ class UpcycleTrainConfig(TrainConfig, kw_only=True):
     take the remainder). With ``convergence_target`` set, each block instead trains until its
     loss reaches the target, or ``convergence_patience`` steps pass without a new best, or
     ``convergence_max_steps``. ``phase: global`` fine-tunes the whole student with next-token
-    cross entropy plus ``distill_kl_weight`` times the KL divergence to the teacher.
+    cross entropy times ``distill_ce_weight`` plus ``distill_kl_weight`` times the KL
+    divergence to the teacher (``distill_ce_weight: 0`` is pure distillation: the student
+    learns the teacher, not the fine-tuning text).
 
     A run starts from the student of the run before it in the target (``init_from: previous``,
     the default), from a named run (``init_from: <run id>``), or from the surgery
@@ -51,11 +53,15 @@ class UpcycleTrainConfig(TrainConfig, kw_only=True):
     convergence_patience: PositiveInt = 50
     convergence_max_steps: PositiveInt = 5000
     # global
+    distill_ce_weight: NonNegFloat = 1.0
     distill_kl_weight: NonNegFloat = 0.0
     distill_temperature: Annotated[float, msgspec.Meta(gt=0.0)] = 1.0
 
     def check(self, scope: Scope) -> None:
         super().check(scope)
+        if self.phase == "global" and self.distill_ce_weight == 0 and self.distill_kl_weight == 0:
+            scope.error("distill_kl_weight", "with distill_ce_weight 0 the global phase needs distill_kl_weight > 0",
+                        "set distill_kl_weight: 1.0")
         if not self.teacher_ckpt:
             scope.error("teacher_ckpt", "trainer.upcycle needs teacher_ckpt",
                         "a folder with config.json, a .gguf file, hf://org/name or pkg://package/path")

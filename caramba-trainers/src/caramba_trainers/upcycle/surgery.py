@@ -65,7 +65,11 @@ def transplant(teacher: nn.Module, student: nn.Module, *, dba_init: str = "svd",
                               hint="give the student the teacher's number of layers (repeat:)")
     copied = _copy(t.embed.embedding.weight, s.embed.embedding.weight, "embedding")
     copied += _copy(t.final_norm.weight, s.final_norm.weight, "final norm")
-    if s.head.weight is not s.embed.embedding.weight:
+    student_tied = s.head.weight is s.embed.embedding.weight
+    if student_tied and not torch.equal(t.head.weight, t.embed.embedding.weight):
+        raise CheckpointError("the student ties its LM head to the embedding, but the teacher's head differs",
+                              hint="set tied_embeddings: false on the student")
+    if not student_tied:
         copied += _copy(t.head.weight, s.head.weight, "LM head")
     for i, ((tn1, _, tn2, tm), (sn1, _, sn2, sm)) in enumerate(zip(t.blocks, s.blocks, strict=True)):
         copied += _copy(tn1.weight, sn1.weight, f"block {i} input norm")
@@ -75,6 +79,7 @@ def transplant(teacher: nn.Module, student: nn.Module, *, dba_init: str = "svd",
     decoupled = [b[1].decoupled for b in s.blocks]
     if not any(decoupled):
         for i, (tb, sb) in enumerate(zip(t.blocks, s.blocks, strict=True)):
+            _check_same_rope(tb[1], sb[1], f"block {i} attention")
             for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
                 copied += _copy_linear(getattr(tb[1], name), getattr(sb[1], name), f"block {i} attention.{name}")
         return SurgeryReport(copied, "copied", len(s.blocks))
@@ -197,6 +202,14 @@ def _init_dba(t: AttentionLayer, s: AttentionLayer, x: torch.Tensor | None, *, b
         s.gate_proj.weight.zero_()
     if getattr(s, "temp", None) is not None:
         s.temp.zero_()
+
+
+def _check_same_rope(t: AttentionLayer, s: AttentionLayer, where: str) -> None:
+    tc, sc = t.config, s.config
+    if (tc.rope_enabled, tc.rope_base, tc.rope_scaling) != (sc.rope_enabled, sc.rope_base, sc.rope_scaling):
+        raise CheckpointError(f"{where}: the student's RoPE (base {sc.rope_base:g}, scaling {sc.rope_scaling}) "
+                              f"differs from the teacher's (base {tc.rope_base:g}, scaling {tc.rope_scaling})",
+                              hint="copy rope_base and rope_scaling from the teacher's config.json")
 
 
 def _check_geometric_rope(t: AttentionLayer, s: AttentionLayer, where: str) -> None:

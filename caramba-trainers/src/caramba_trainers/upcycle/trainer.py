@@ -254,15 +254,19 @@ class BlockwiseRun:
 
 
 class DistillObjective:
-    """The target's objective plus ``weight · T² · KL(teacher ‖ student)`` while training."""
+    """While training: ``ce_weight ·`` the target's objective ``+ weight · T² · KL(teacher ‖ student)``.
 
-    def __init__(self, base: Any, teacher: nn.Module, weight: float, temperature: float) -> None:
-        self.base, self.teacher, self.weight, self.t = base, teacher, weight, temperature
+    Evaluation reports the target's objective alone, so validation losses stay comparable.
+    """
+
+    def __init__(self, base: Any, teacher: nn.Module, weight: float, temperature: float,
+                 ce_weight: float = 1.0) -> None:
+        self.base, self.teacher, self.weight, self.t, self.ce_weight = base, teacher, weight, temperature, ce_weight
 
     def __call__(self, outputs: dict, batch: dict, ctx: Context | None = None) -> tuple[torch.Tensor, dict]:
         ctx = ctx if ctx is not None else Context()
         loss, metrics = self.base(outputs, batch, ctx)
-        if not ctx.training or self.weight == 0:
+        if not ctx.training or (self.weight == 0 and self.ce_weight == 1.0):
             return loss, metrics
         with torch.no_grad():
             target = self.teacher({"input_ids": batch["input_ids"]}, Context())["logits"].float()
@@ -271,7 +275,7 @@ class DistillObjective:
         log_q = torch.log_softmax(outputs["logits"].float() / t, dim=-1)
         kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean() * t * t  # Hinton et al. 2015
         metrics = {**metrics, "ce": float(loss.detach()), "kl": float(kl.detach())}
-        total = loss + self.weight * kl
+        total = self.ce_weight * loss + self.weight * kl
         metrics["loss"] = float(total.detach())
         return total, metrics
 
@@ -292,7 +296,7 @@ class GlobalRun(_Run):
         self.session.info(f"global '{self.run.id}': student from {origin}; teacher held-out ppl "
                           f"{self.teacher_ppl:.2f}")
         self.objective = DistillObjective(self.objective, self.teacher, self.train.distill_kl_weight,
-                                          self.train.distill_temperature)
+                                          self.train.distill_temperature, self.train.distill_ce_weight)
 
     def _result(self, metrics: dict[str, float], path: Path | None) -> RunResult:
         result = super()._result(metrics, path)
