@@ -54,9 +54,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(tmp_path: Path, name: str, *, bs: int, strategy: str, nproc: int) -> Path:
+def _run(tmp_path: Path, name: str, *, bs: int, strategy: str, nproc: int, steps: int = 5) -> Path:
     manifest = tmp_path / f"{name}.yml"
-    manifest.write_text(MANIFEST.format(bs=bs, strategy=strategy))
+    manifest.write_text(MANIFEST.format(bs=bs, strategy=strategy).replace("steps: 5", f"steps: {steps}"))
     out = tmp_path / name
     script = tmp_path / "runner.py"
     script.write_text(TOY_PLUGIN_RUNNER)
@@ -77,18 +77,35 @@ def _losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in recs if r["phase"] == "train"}
 
 
-@pytest.mark.slow
-def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
-    single = _run(tmp_path, "single", bs=8, strategy="none", nproc=1)
-    ddp = _run(tmp_path, "ddp", bs=4, strategy="ddp", nproc=2)
-    a, b = _losses(single), _losses(ddp)
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _run(tmp_path_factory.mktemp("single"), "single", bs=8, strategy="none", nproc=1)
+
+
+def _assert_same_run(single: Path, other: Path) -> None:
+    a, b = _losses(single), _losses(other)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5]
     for step in a:
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
     wa = load_file(single / "checkpoints" / "step_00000005" / "model.safetensors")
-    wb = load_file(ddp / "checkpoints" / "step_00000005" / "model.safetensors")
+    wb = load_file(other / "checkpoints" / "step_00000005" / "model.safetensors")
     assert wa.keys() == wb.keys()
     # Weights: AdamW divides by sqrt(v), which magnifies last-bit differences of gradients near zero
     # (summation order differs between one process and an all-reduce), so they agree to 1e-5.
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-5, rtol=0), k
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, single):
+    _assert_same_run(single, _run(tmp_path, "ddp", bs=4, strategy="ddp", nproc=2))
+
+
+@pytest.mark.slow
+def test_fsdp2_matches_one_process_and_resumes_from_its_full_checkpoint(tmp_path, single):
+    # 3 steps, then the same run extended to 5: the second launch resumes from step 3's
+    # unsharded checkpoint (rank 0 reads it and FSDP shards it to every rank).
+    _run(tmp_path, "fsdp", bs=4, strategy="fsdp", nproc=2, steps=3)
+    resumed = _run(tmp_path, "fsdp", bs=4, strategy="fsdp", nproc=2, steps=5)
+    assert [r for r in _losses(resumed)] == [1, 2, 3, 4, 5]
+    _assert_same_run(single, resumed)

@@ -245,10 +245,12 @@ def restore_training_state(ckpt: Checkpoint, *, model: nn.Module, optimizer: tor
                 set_optimizer_state_dict,
             )
 
-            opts = StateDictOptions(full_state_dict=True)
-            set_model_state_dict(model, ckpt.model, options=opts)
+            # Rank 0 hands the full state to the others, which shard it (every rank read the files,
+            # but only rank 0's copy is used, so a stale file cache elsewhere cannot matter).
+            opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+            set_model_state_dict(model, ckpt.model if dist.is_main else {}, options=opts)
             if optimizer is not None and ckpt.optimizer is not None:
-                set_optimizer_state_dict(model, optimizer, ckpt.optimizer, options=opts)
+                set_optimizer_state_dict(model, optimizer, ckpt.optimizer if dist.is_main else {}, options=opts)
         else:
             unwrap(model).load_state_dict(ckpt.model, strict=True)
             if optimizer is not None and ckpt.optimizer is not None:
