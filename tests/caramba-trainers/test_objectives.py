@@ -7,7 +7,7 @@ import torch
 
 from caramba.errors import RunError
 from caramba.graph import Context
-from caramba_trainers.objectives import ClassificationCE, DiffusionEps, MSE, NextTokenCE, NodeClassification
+from caramba_trainers.objectives import MSE, ClassificationCE, DiffusionEps, NextTokenCE, NodeClassification
 from caramba_trainers.specs import (
     ClassificationCEConfig,
     DiffusionEpsConfig,

@@ -245,7 +245,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         rng = _read_tensors(path / "rng.safetensors", files["rng.safetensors"]) if "rng.safetensors" in files else {}
     except CheckpointError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is a bad checkpoint
+    except Exception as exc:  # any unreadable file makes a bad checkpoint, whatever the library raised
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
                               hint="delete the folder to fall back to an older checkpoint") from exc
     return Checkpoint(path=path, step=int(state["step"]), model=model, optimizer=optimizer, state=state, rng=rng)

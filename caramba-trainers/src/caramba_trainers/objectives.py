@@ -52,7 +52,7 @@ class NextTokenCE(Objective):
         targets = _get(batch, c.target_key, "batch", "target_key")  # targets: (B, T)
         loss = F.cross_entropy(logits.flatten(0, -2).float(), targets.flatten(), ignore_index=c.ignore_index,
                                label_smoothing=c.label_smoothing)
-        return loss, {"ce": float(loss.detach())}
+        return loss, {}
 
 
 class ClassificationCE(Objective):

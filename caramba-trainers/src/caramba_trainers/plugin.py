@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from caramba import hookimpl
-
 from caramba_trainers import specs
 from caramba_trainers.upcycle.specs import UpcycleTrainConfig, UpcycleTrainerConfig
 

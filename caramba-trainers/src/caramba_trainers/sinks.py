@@ -50,7 +50,7 @@ class TensorBoardSink(Sink):
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
             raise PluginError("the tensorboard sink needs the tensorboard package",
-                              hint="pip install tensorboard, or drop 'tensorboard' from defaults.logging.sinks") from exc
+                              hint="pip install tensorboard, or drop it from defaults.logging.sinks") from exc
         self._w = SummaryWriter(log_dir=str(Path(session.run_dir) / "tb"))
 
     def log(self, step: int, metrics: dict[str, float], *, phase: str = "train") -> None:

@@ -181,8 +181,12 @@ class _Run:
         for k, batch in enumerate(micro_batches(self.source, step, accum)):
             batch = to_device(batch, self.device, non_blocking=self.source.pin)
             ctx = Context(training=True)
-            sync = self.dist.strategy != "ddp" or not self.dist.enabled or k == accum - 1
-            with (self.wrapped.no_sync() if not sync else contextlib.nullcontext()), self.precision.autocast():
+            # Gradients are reduced across ranks once per optimizer step, on its last micro-batch.
+            last = k == accum - 1
+            if self.dist.enabled and self.dist.strategy == "fsdp":
+                self.wrapped.set_requires_gradient_sync(last)
+            skip_sync = self.dist.enabled and self.dist.strategy == "ddp" and not last
+            with (self.wrapped.no_sync() if skip_sync else contextlib.nullcontext()), self.precision.autocast():
                 outputs = self.forward(batch, ctx)
                 loss, m = self.objective(outputs, batch, ctx)
                 scaled = loss / accum
