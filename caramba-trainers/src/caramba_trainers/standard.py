@@ -186,9 +186,10 @@ class _Run:
             if self.dist.enabled and self.dist.strategy == "fsdp":
                 self.wrapped.set_requires_gradient_sync(last)
             skip_sync = self.dist.enabled and self.dist.strategy == "ddp" and not last
-            with (self.wrapped.no_sync() if skip_sync else contextlib.nullcontext()), self.precision.autocast():
-                outputs = self.forward(batch, ctx)
-                loss, m = self.objective(outputs, batch, ctx)
+            with self.wrapped.no_sync() if skip_sync else contextlib.nullcontext():
+                with self.precision.autocast():  # forward only: backward runs in the forward's dtypes
+                    outputs = self.forward(batch, ctx)
+                    loss, m = self.objective(outputs, batch, ctx)
                 scaled = loss / accum
                 if self.precision.scaler is not None:
                     scaled = self.precision.scaler.scale(scaled)
