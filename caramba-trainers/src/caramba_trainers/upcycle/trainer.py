@@ -145,7 +145,11 @@ class BlockwiseRun:
                 return self._result(teacher, student, ckpt.state.get("metrics", {}), ckpt.path)
         else:
             origin = init_student(session, train, student, teacher, data, device)
-        session.info(f"blockwise '{self.run.id}': student from {origin}; teacher held-out ppl {teacher_ppl:.2f}")
+        init = evaluate(student, data, objective, batch_size=train.batch_size, limit=train.eval_batches or 2,
+                        device=device, precision=precision)
+        init_ppl = math.exp(min(init["loss"], 50.0))
+        session.info(f"blockwise '{self.run.id}': student from {origin}; held-out ppl teacher {teacher_ppl:.2f}, "
+                     f"student {init_ppl:.2f}")
 
         t_blocks = [b[1] for b in llama_layout(teacher).blocks]
         s_blocks = [b[1] for b in llama_layout(student, allow_decoupled=True).blocks]
@@ -159,7 +163,7 @@ class BlockwiseRun:
 
         cache = TeacherCache(teacher, t_blocks, batch, precision, keep_inputs=train.blockwise_input == "teacher")
         plan = plan_blocks(self.run.steps, len(s_blocks))
-        metrics: dict[str, float] = {"teacher_val_ppl": teacher_ppl, "global_step": 0.0}
+        metrics: dict[str, float] = {"teacher_val_ppl": teacher_ppl, "start_val_ppl": init_ppl, "global_step": 0.0}
         first = 0
         if ckpt is not None:
             metrics.update(ckpt.state.get("metrics", {}))
