@@ -218,6 +218,9 @@ class TrainConfig(Config, kw_only=True):
     compile_model: bool = False
     compile_mode: str = "default"
     progress: bool = True
+    # start from trained weights: a checkpoint folder, a HF folder, a .gguf file, or target:NAME[/RUN]
+    # (see caramba_trainers.init)
+    init_checkpoint: str = ""
 
     #: the phases the trainer owning this struct runs
     phases: ClassVar[tuple[str, ...]] = ("standard",)

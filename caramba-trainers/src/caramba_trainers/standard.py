@@ -31,6 +31,7 @@ from caramba.graph import Context
 from caramba.pipeline import RunResult, Trainer
 from caramba_trainers.checkpoint import find_latest, list_checkpoints
 from caramba_trainers.distributed import Distributed
+from caramba_trainers.init import load_init_checkpoint, save_lora_adapters
 from caramba_trainers.loop import (
     BatchSource,
     Precision,
@@ -97,6 +98,8 @@ class _Run:
                            path=f"runs.{self.run.id}.train.block_size",
                            hint="set one of them; the dataset's block_size decides the batch shape")
         self.model = session.build_system().to(device=self.device, dtype=self.precision.param_dtype)
+        if train.init_checkpoint:  # a resumed run's own checkpoint replaces these weights in _resume
+            load_init_checkpoint(session, self.model, train.init_checkpoint)
         mp = self.precision.amp_dtype if self.dist.strategy == "fsdp" else None
         self.wrapped = self.dist.wrap(self.model, self.device, find_unused=train.ddp_find_unused_parameters,
                                       mixed_precision=mp)
@@ -141,6 +144,9 @@ class _Run:
             return self._result(self.resumed_metrics, self.last_good)
 
         metrics: dict[str, float] = dict(self.resumed_metrics)
+        if start == 0 and self.train.init_checkpoint:
+            # The starting point's held-out metrics (LoRA adapters start at zero: the base model's).
+            metrics.update({f"init_{k}": v for k, v in self._evaluate(0).items()})
         progress = self._progress(start, total)
         self.wrapped.train()
         t_start = time.perf_counter()
@@ -168,6 +174,8 @@ class _Run:
             metrics.update(self._evaluate(total))
             metrics["train_time_s"] = time.perf_counter() - t_start
             path = self._save(total, metrics, final=True)
+            if self.dist.is_main and save_lora_adapters(self.model, self.session.run_dir) is not None:
+                self.session.info(f"LoRA adapters saved in {Path(self.session.run_dir) / 'adapters'}")
         finally:
             self.source.close()
             if progress is not None:
