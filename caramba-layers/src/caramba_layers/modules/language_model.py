@@ -1,7 +1,9 @@
 """``system.language_model``: ``{"input_ids"}`` → ``{"logits", "hidden"}``.
 
 Module paths: ``embedder``, ``topology`` (then ``topology.layers.3.layers.1``, ...) and,
-when the topology does not end in its own head, ``lm_head``.
+when the topology does not end in its own head, ``lm_head``. With ``lora:`` the matching
+linears become ``LoRALinear`` right after building and everything else is frozen; base
+state-dict keys are unchanged, so a base checkpoint still loads.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ class LanguageModel(nn.Module):
                 self.lm_head.to(device=builder.device, dtype=builder.dtype)
         if m.tied_embeddings:
             self.head.weight = self.embedder.embedding.weight
+        self.lora_modules: list[str] = []
+        if config.lora is not None:
+            from caramba_layers.modules.lora import apply_lora_config
+
+            self.lora_modules = apply_lora_config(self, config.lora)
 
     @property
     def head(self) -> nn.Linear:

@@ -5,6 +5,7 @@ Sequential or Nested) and its last child is a ``LinearLayer`` with ``d_out == vo
 that layer is the head, and ``hidden`` is its input. Otherwise the topology must output
 ``d_model`` features and the system adds its own bias-free head, ``lm_head``.
 ``tied_embeddings: true`` shares the head's weight with the token embedding table.
+``lora:`` adapts the built model for fine-tuning (see ``caramba_layers.modules.lora``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from caramba.manifest import Config, Scope
 from caramba_layers.specs import Component
 from caramba_layers.specs.basic import LinearLayerConfig
 from caramba_layers.specs.embedders import TokenEmbedderConfig
+from caramba_layers.specs.lora import LoRAConfig
 from caramba_layers.specs.topologies import StackedTopologyConfig
 
 __all__ = ["LanguageModelConfig", "TransformerModelConfig", "head_index"]
@@ -56,6 +58,7 @@ class LanguageModelConfig(Config, kw_only=True):
     """A causal language model: ``input_ids (B, T)`` → ``logits (B, T, V)`` and ``hidden (B, T, D)``."""
 
     model: TransformerModelConfig
+    lora: LoRAConfig | None = None
 
     def check(self, scope: Scope) -> None:
         m = self.model
