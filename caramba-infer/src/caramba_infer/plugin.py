@@ -6,6 +6,7 @@ first use.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from caramba import hookimpl
@@ -64,3 +65,10 @@ def caramba_register_artifacts(registry: Any) -> None:
                  summary="summary.png, latency_vs_context.png, memory_scaling.png")
     registry.add("benchmark_tables", factory=f"{_P}.artifacts:TableWriter",
                  summary="tables.tex (booktabs)")
+
+
+@hookimpl
+def caramba_preset_dirs() -> list[str]:
+    # The repository's config/presets, shipped inside this package (a symlink in a checkout,
+    # real files in a built wheel), so `caramba run standard_transformer` works anywhere.
+    return [str(Path(__file__).resolve().parent / "presets")]
