@@ -134,7 +134,7 @@ class PlotWriter(ArtifactWriter):
         pass
 
     def write(self, session: Any, report: dict[str, Any]) -> list[Path]:
-        if not report.get("benchmarks"):
+        if not any(rows_of(report, kind) for kind in CSV_COLUMNS):  # no LM benchmark ran
             return []
         import matplotlib
 
@@ -247,7 +247,7 @@ class TableWriter(ArtifactWriter):
         pass
 
     def write(self, session: Any, report: dict[str, Any]) -> list[Path]:
-        if not report.get("benchmarks"):
+        if not any(rows_of(report, kind) for kind in CSV_COLUMNS):  # no LM benchmark ran
             return []
         summary = summarise(report)["models"]
         kinds = list(dict.fromkeys(k for m in summary.values() for k in m.get("kv_bytes_per_token", {})))

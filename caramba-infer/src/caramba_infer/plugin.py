@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from caramba import hookimpl
+from caramba_infer.diffusion_specs import DiffusionSamplesConfig
 from caramba_infer.specs import (
     CacheKindConfig,
     CompareConfig,
@@ -53,6 +54,8 @@ def caramba_register_benchmarks(registry: Any) -> None:
                  summary="prefill/decode ms, time to first token, tokens/s with cached decoding")
     registry.add("memory", config=MemoryConfig, factory=f"{_P}.benchmarks:Memory",
                  summary="measured vs analytic KV-cache bytes, peak memory")
+    registry.add("diffusion_samples", config=DiffusionSamplesConfig, factory=f"{_P}.diffusion:DiffusionSamples",
+                 summary="MMD and nearest-neighbour distance of a generative model's samples to held-out data")
 
 
 @hookimpl
@@ -65,6 +68,8 @@ def caramba_register_artifacts(registry: Any) -> None:
                  summary="summary.png, latency_vs_context.png, memory_scaling.png")
     registry.add("benchmark_tables", factory=f"{_P}.artifacts:TableWriter",
                  summary="tables.tex (booktabs)")
+    registry.add("diffusion_samples", factory=f"{_P}.diffusion:DiffusionSamplesWriter",
+                 summary="diffusion.csv and diffusion_samples.png (held-out data next to samples)")
 
 
 @hookimpl
