@@ -75,7 +75,17 @@ class MSE(Objective):
 
 
 class DiffusionEps(MSE):
-    """``|| eps_theta(x_t, t) - eps ||^2`` (Ho et al. 2020, eq. 14: the simplified loss)."""
+    """``|| eps_theta(x_t, t) - eps ||^2`` (Ho et al. 2020, eq. 14: the simplified loss).
+
+    ``eps`` is the batch's when the dataset noised it (``dataset.diffusion_vector``); when the
+    batch holds only ``x0``, the system drew the noise and returns it in its outputs.
+    """
+
+    def main(self, outputs: dict, batch: dict, ctx: Context) -> tuple[torch.Tensor, dict[str, float]]:
+        key = self.config.target_key
+        if key not in batch and key in outputs:
+            batch = {**batch, key: outputs[key]}
+        return super().main(outputs, batch, ctx)
 
 
 class NodeClassification(Objective):
