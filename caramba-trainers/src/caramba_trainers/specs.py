@@ -45,6 +45,7 @@ class TokensConfig(Config, kw_only=True):
     dtype: Literal["uint16", "uint32", "int32", "int64"] = "uint16"
     vocab_size: int | None = None
     val_frac: Fraction = 0.1
+    tokenizer_checkpoint: str = ""  # the model whose tokenizer wrote the file (for text prompts in eval)
 
     def check(self, scope: Scope) -> None:
         if not self.path.endswith((".npy", ".bin", ".tokens")):

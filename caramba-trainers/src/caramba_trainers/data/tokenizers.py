@@ -11,6 +11,8 @@ from caramba.pipeline import atomic_write_text
 __all__ = ["BPETokenizer", "ByteTokenizer", "checkpoint_tokenizer", "train_bpe"]
 
 EOS = "<|endoftext|>"
+#: end-of-document tokens of common pretrained tokenizers (GPT-2/SmolLM, Llama 3, Llama 2/Mistral, Gemma)
+EOS_TOKENS = (EOS, "<|end_of_text|>", "</s>", "<eos>")
 
 
 class ByteTokenizer:
@@ -32,7 +34,7 @@ class BPETokenizer:
     def __init__(self, tokenizer: object, vocab_size: int | None = None) -> None:
         self._tok = tokenizer
         self.vocab_size: int = vocab_size or tokenizer.get_vocab_size()
-        self.eos_id: int = tokenizer.token_to_id(EOS)
+        self.eos_id: int = next((i for t in EOS_TOKENS if (i := tokenizer.token_to_id(t)) is not None), None)
 
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
@@ -78,6 +80,7 @@ def checkpoint_tokenizer(uri: str) -> BPETokenizer:
     tok = load_tokenizer(uri)
     if tok is None:
         raise CheckpointError(f"{uri} carries no tokenizer", hint="use tokenizer: bpe or byte")
-    if tok.token_to_id(EOS) is None:
-        raise CheckpointError(f"the tokenizer of {uri} has no {EOS} token to separate documents")
-    return BPETokenizer(tok)
+    wrapped = BPETokenizer(tok)
+    if wrapped.eos_id is None:
+        raise CheckpointError(f"the tokenizer of {uri} has none of {', '.join(EOS_TOKENS)} to separate documents")
+    return wrapped

@@ -38,3 +38,7 @@ class TokenDataset(BlockDataset):
         tokens = open_tokens(config.path, config.dtype)
         vocab = config.vocab_size if config.vocab_size is not None else _max_token(tokens) + 1
         super().__init__(tokens, config.block_size, config.val_frac, vocab, source=config.path)
+        if config.tokenizer_checkpoint:
+            from caramba_trainers.data.tokenizers import checkpoint_tokenizer
+
+            self.tokenizer = checkpoint_tokenizer(config.tokenizer_checkpoint)

@@ -126,7 +126,7 @@ class BlockwiseRun:
     def execute(self) -> RunResult:
         train, session = self.train, self.session
         torch.manual_seed(self.run.seed)
-        device = torch.device(train.device)
+        device = Distributed().device(train.device)  # single process: resolves "auto"
         if device.type == "cpu":
             torch.set_flush_denormal(True)
         precision = Precision.resolve(device, train.dtype, train.use_amp, train.amp_dtype)
