@@ -79,12 +79,17 @@ class NodeConformance:
 
         module = self.build()
         module.train()
-        y = module(self.make_input(), Context(training=True))
+        x = self.make_input()
+        if x.is_floating_point():
+            x.requires_grad_()
+        y = module(x, Context(training=True))
         assert isinstance(y, torch.Tensor)
         assert torch.isfinite(y).all()
         y.float().square().mean().backward()
         trainable = [p for p in module.parameters() if p.requires_grad]
         assert all(p.grad is not None for p in trainable), "every trainable parameter gets a gradient"
+        if not trainable:  # a parameter-free layer (dropout): the gradient must reach the input
+            assert x.grad is not None and torch.isfinite(x.grad).all(), "the gradient reaches the input"
 
     def test_output_shape_matches_inference(self) -> None:
         import torch
