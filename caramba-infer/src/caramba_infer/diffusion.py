@@ -158,16 +158,19 @@ class DiffusionSamplesWriter(ArtifactWriter):
         score = {r["model"]: r for r in rows}
         panels = [("held-out data", samples["held_out"])] + [(k, v) for k, v in samples.items() if k != "held_out"]
         images = panels[0][1].shape[1] == 64
-        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 4.0), squeeze=False,
+                                 layout="constrained")
+        lo, hi = float(samples["held_out"].min()), float(samples["held_out"].max())  # one scale for all panels
         for ax, (name, x) in zip(axes[0], panels, strict=True):
             title = name
             if name in score:
                 title += f"\nMMD² {score[name]['mmd2']:.4f}  NN {score[name]['nn_distance']:.3f}"
             if images:
                 grid = x[:36].reshape(-1, 8, 8)
-                grid = torch.cat([grid, grid.new_zeros(36 - len(grid), 8, 8)]) if len(grid) < 36 else grid
-                tiles = grid.reshape(6, 6, 8, 8).permute(0, 2, 1, 3).reshape(48, 48)
-                ax.imshow(tiles.numpy(), cmap="gray_r")
+                grid = torch.cat([grid, grid.new_full((36 - len(grid), 8, 8), lo)]) if len(grid) < 36 else grid
+                grid = torch.nn.functional.pad(grid, (0, 1, 0, 1), value=hi)  # a dark line between digits
+                tiles = grid.reshape(6, 6, 9, 9).permute(0, 2, 1, 3).reshape(54, 54)
+                ax.imshow(tiles.numpy(), cmap="gray_r", vmin=lo, vmax=hi)
                 ax.set_xticks([])
                 ax.set_yticks([])
             else:
@@ -175,7 +178,6 @@ class DiffusionSamplesWriter(ArtifactWriter):
                 ax.set_xlim(*_limits(samples["held_out"][:, 0]))
                 ax.set_ylim(*_limits(samples["held_out"][:, 1]))
             ax.set_title(title, fontsize=9)
-        fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
