@@ -65,7 +65,8 @@ def load_init_checkpoint(session: Any, model: nn.Module, ref: str) -> str:
         return str(path)
     if path.suffix == ".gguf" or (path / "config.json").exists():
         fmt = session.runtime.get("checkpoint_format", "gguf" if path.suffix == ".gguf" else "hf").load()(None)
-        fmt.load_into(model, path)
+        with torch.no_grad():
+            fmt.load_into(model, path)
         return str(path)
     raise CheckpointError(f"no checkpoint at {ref}", path=_field(session),
                           hint="a run's checkpoints/ folder, a step_* folder, a Hugging Face folder, a .gguf "
