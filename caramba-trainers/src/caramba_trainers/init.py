@@ -7,7 +7,8 @@
   registered ``checkpoint_format``;
 * ``target:NAME`` or ``target:NAME/RUN``: the final checkpoint of a run (default: the last)
   of another target of the same manifest, in the same artifacts folder. When that target
-  has no checkpoint yet it is run first, so a fine-tuning target can stand alone.
+  has no checkpoint yet it is run first, so a fine-tuning target can stand alone (under
+  torchrun that is an error instead: run the base target first).
 
 A system with ``lora:`` has adapters the base checkpoint lacks; those keys, and only those,
 may be missing. Resuming (``auto_resume``) takes precedence: a run that has its own
@@ -16,6 +17,7 @@ checkpoints continues from them and does not read ``init_checkpoint`` again.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,10 @@ def resolve_target_checkpoint(session: Any, ref: str) -> Path:
     folder = Path(session.target_dir).parent / name / "runs" / run_id / "checkpoints"
     if find_latest(folder) is None:
         from caramba.pipeline.runner import run_target
+
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would start the same run at once
+            raise RunError(f"init_checkpoint '{ref}': target '{name}' has no checkpoint yet", path=_field(session),
+                           hint=f"under torchrun, run it first: caramba run {session.manifest.source} --target {name}")
 
         session.info(f"[bold]{ref}[/] has no checkpoint yet: running target '{name}' first")
         run_target(session.runtime, session.manifest, name, root=root, console=session.console)
