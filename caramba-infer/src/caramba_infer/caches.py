@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from caramba.errors import CarambaError
-from caramba.graph.caches import RecurrentState, StaticKVCache
+from caramba.graph.caches import KVCacheBase, RecurrentState, StaticKVCache
 
 __all__ = [
     "CACHE_KINDS",
@@ -50,7 +50,7 @@ class DTypeKVCache(StaticKVCache):
         return {k: v if v.dtype == dtype else v.to(dtype) for k, v in views.items()}
 
 
-class QuantizedKVCache:
+class QuantizedKVCache(KVCacheBase):
     """Block-quantised static cache: ``bits`` ∈ {8, 4} symmetric integers with an fp16 scale per block.
 
     Each token's field is flattened to ``d`` values, padded to a multiple of ``qblock`` and
@@ -62,7 +62,8 @@ class QuantizedKVCache:
                  bits: int, qblock: int = 32, device: Any = None) -> None:
         if bits not in (4, 8):
             raise ValueError(f"bits must be 4 or 8, got {bits}")
-        self.bits, self.qblock, self.max_len, self.length = bits, qblock, max_len, 0
+        super().__init__(fields, max_len)
+        self.bits, self.qblock = bits, qblock
         self.shapes = dict(fields)
         self.codes: dict[str, torch.Tensor] = {}
         self.scales: dict[str, torch.Tensor] = {}
@@ -102,28 +103,14 @@ class QuantizedKVCache:
         return x.flatten(-2)[..., : math.prod(shape)].reshape(*x.shape[:2], *shape).to(dtype)
 
     def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
-        if set(new) != set(self.codes):
-            raise ValueError(f"cache fields are {sorted(self.codes)}, got {sorted(new)}")
-        t = next(iter(new.values())).shape[1]
-        end = self.length + t
-        if end > self.max_len:
-            raise ValueError(f"cache overflow: {end} tokens > max_len {self.max_len}; "
-                             "create the cache with a larger max_len")
+        start, end = self._reserve(new)
         dtype = next(iter(new.values())).dtype
         for name, value in new.items():
             codes, scale = self._quantise(name, value)
-            self.codes[name][:, self.length:end] = codes
-            self.scales[name][:, self.length:end] = scale
+            self.codes[name][:, start:end] = codes
+            self.scales[name][:, start:end] = scale
         self.length = end
         return {name: self._dequantise(name, end, dtype) for name in self.codes}
-
-    def truncate(self, length: int) -> None:
-        if not 0 <= length <= self.length:
-            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {length}")
-        self.length = length
-
-    def reset(self) -> None:
-        self.length = 0
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.codes.values(), *self.scales.values()))

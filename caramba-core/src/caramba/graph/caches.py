@@ -20,31 +20,32 @@ from typing import Any
 
 import torch
 
-__all__ = ["RecurrentState", "StaticKVCache"]
+__all__ = ["KVCacheBase", "RecurrentState", "StaticKVCache"]
 
 
-class StaticKVCache:
-    """Preallocated ``(B, max_len, *shape)`` buffers per field; static shapes for ``torch.compile``."""
+class KVCacheBase:
+    """Length bookkeeping every KV cache shares: ``length``, ``max_len``, ``truncate``, ``reset``.
 
-    def __init__(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, *,
-                 dtype: torch.dtype = torch.float32, device: Any = None) -> None:
+    A storage kind subclasses it and implements ``append`` with :meth:`_reserve` and
+    ``nbytes``.
+    """
+
+    fields: tuple[str, ...] = ()
+
+    def __init__(self, fields: dict[str, tuple[int, ...]], max_len: int) -> None:
+        self.fields = tuple(fields)
         self.max_len = max_len
         self.length = 0
-        self.buffers = {name: torch.zeros(batch, max_len, *shape, dtype=dtype, device=device)
-                        for name, shape in fields.items()}
 
-    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
-        if set(new) != set(self.buffers):
-            raise ValueError(f"cache fields are {sorted(self.buffers)}, got {sorted(new)}")
-        t = next(iter(new.values())).shape[1]
-        end = self.length + t
+    def _reserve(self, new: dict[str, torch.Tensor]) -> tuple[int, int]:
+        """``(start, end)`` of the rows ``new`` will fill; checks its fields and the capacity."""
+        if set(new) != set(self.fields):
+            raise ValueError(f"cache fields are {sorted(self.fields)}, got {sorted(new)}")
+        end = self.length + next(iter(new.values())).shape[1]
         if end > self.max_len:
             raise ValueError(f"cache overflow: {end} tokens > max_len {self.max_len}; "
                              "create the cache with a larger max_len")
-        for name, value in new.items():
-            self.buffers[name][:, self.length:end] = value.to(self.buffers[name].dtype)
-        self.length = end
-        return {name: buf[:, :end] for name, buf in self.buffers.items()}
+        return self.length, end
 
     def truncate(self, length: int) -> None:
         """Forget everything after ``length`` tokens (speculative rollback)."""
@@ -54,6 +55,23 @@ class StaticKVCache:
 
     def reset(self) -> None:
         self.length = 0
+
+
+class StaticKVCache(KVCacheBase):
+    """Preallocated ``(B, max_len, *shape)`` buffers per field; static shapes for ``torch.compile``."""
+
+    def __init__(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, *,
+                 dtype: torch.dtype = torch.float32, device: Any = None) -> None:
+        super().__init__(fields, max_len)
+        self.buffers = {name: torch.zeros(batch, max_len, *shape, dtype=dtype, device=device)
+                        for name, shape in fields.items()}
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        start, end = self._reserve(new)
+        for name, value in new.items():
+            self.buffers[name][:, start:end] = value.to(self.buffers[name].dtype)
+        self.length = end
+        return {name: buf[:, :end] for name, buf in self.buffers.items()}
 
     def nbytes(self) -> int:
         """Bytes actually allocated by the buffers."""
