@@ -99,7 +99,7 @@ def test_training_step_reduces_the_loss():
     ids = torch.randint(0, V, (4, 9), generator=torch.Generator().manual_seed(0))
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-2)
     losses = []
-    for _ in range(10):
+    for _ in range(30):
         logits = lm({"input_ids": ids[:, :-1]}, caramba.Context(training=True))["logits"]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), ids[:, 1:].reshape(-1))
         opt.zero_grad()

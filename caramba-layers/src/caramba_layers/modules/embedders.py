@@ -19,6 +19,8 @@ class TokenEmbedder(NodeModule):
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.embedding = nn.Embedding(config.vocab_size, config.d_model)
+        # GPT-2's N(0, 0.02): with a tied LM head, torch's default N(0, 1) would start at huge logits.
+        nn.init.normal_(self.embedding.weight, std=0.02)
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
         return self.embedding(x)
