@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
 import torch.nn.functional as F
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.errors import CarambaError
 from caramba.graph import NodeConfig
 from caramba.graph.caches import StaticKVCache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from caramba.errors import ManifestError
 from caramba.graph import Context, NodeConfig, Shape
 from caramba.manifest import Scope

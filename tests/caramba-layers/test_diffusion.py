@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from caramba.errors import ManifestError
 from caramba.graph import Builder
 from caramba.plugins import Runtime
@@ -52,7 +53,9 @@ def test_q_sample_matches_the_closed_form():
 
 def test_cosine_schedule_follows_nichol_and_dhariwal():
     sched = NoiseSchedule(100, "cosine")
-    f = lambda t: math.cos((t / 100 + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    def f(t: float) -> float:
+        return math.cos((t / 100 + 0.008) / 1.008 * math.pi / 2) ** 2
     for step in (0, 10, 50, 90):
         assert sched.alpha_bars[step].item() == pytest.approx(f(step + 1) / f(0), rel=1e-9)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.graph import EmbedderConfig, Shape
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from caramba.errors import CarambaError, ManifestError
 from caramba.graph import Builder, Context
 from caramba.manifest import Scope

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.errors import CarambaError, ManifestError
 from caramba.graph import Context, NodeConfig, Shape
 from caramba.manifest import Scope
@@ -15,7 +17,6 @@ from caramba.plugins import Runtime
 from caramba.testing import LayerConformance, TopologyConformance
 from caramba_layers import plugin
 from caramba_layers.modules.graph import normalized_adjacency
-from torch import nn
 
 RT = Runtime(autoload=False, plugins=[plugin])
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.errors import CheckpointError
 from caramba_layers.hf import HFCheckpoint, export, from_pretrained, load_state
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import copy
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.graph import Builder
 from caramba_layers.specs.language_model import LanguageModelConfig
 

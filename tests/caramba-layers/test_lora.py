@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from torch import nn
+
 from caramba.errors import CarambaError, CheckpointError, ManifestError
 from caramba.graph import Context, NodeConfig
 from caramba.plugins import Runtime
@@ -20,7 +22,6 @@ from caramba_layers.modules.lora import (
     save_adapters,
     unmerge_lora,
 )
-from torch import nn
 
 RT = Runtime(autoload=False, plugins=[plugin])
 
@@ -115,7 +116,7 @@ def test_merged_model_equals_unmerged_and_unmerge_restores_the_base():
     x = torch.randn(4, 6, dtype=torch.float64)
     unmerged = m(x)
     merge_lora(m)
-    assert all(l.merged for l in m.modules() if isinstance(l, LoRALinear))
+    assert all(layer.merged for layer in m.modules() if isinstance(layer, LoRALinear))
     torch.testing.assert_close(m(x), unmerged)
     assert not torch.equal(m[0].q_proj.weight, base["0.q_proj.weight"])
     merge_lora(m)  # idempotent

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
 import torch.nn.functional as F
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.graph import NodeConfig
 from caramba.testing import LayerConformance
 
@@ -58,7 +59,8 @@ def test_layernorm_matches_the_formula():
 
 @pytest.mark.parametrize("activation,fn", [
     ("silu", lambda t: t * torch.sigmoid(t)), ("swiglu", lambda t: t * torch.sigmoid(t)),
-    ("gelu", lambda t: 0.5 * t * (1 + torch.erf(t / 2 ** 0.5))), ("geglu", lambda t: 0.5 * t * (1 + torch.erf(t / 2 ** 0.5))),
+    ("gelu", lambda t: 0.5 * t * (1 + torch.erf(t / 2 ** 0.5))),
+    ("geglu", lambda t: 0.5 * t * (1 + torch.erf(t / 2 ** 0.5))),
     ("relu", lambda t: t.clamp(min=0)), ("reglu", lambda t: t.clamp(min=0)), ("sigmoid", torch.sigmoid),
 ])
 def test_glu_matches_the_formula(activation, fn):

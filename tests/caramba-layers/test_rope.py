@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba_layers.modules.rope import RotaryEmbedding, inv_frequencies
 from caramba_layers.specs.attention import RopeScaling
 
 transformers = pytest.importorskip("transformers")
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS  # noqa: E402
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb  # noqa: E402
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin])
 

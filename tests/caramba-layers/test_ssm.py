@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from caramba.graph import Context, NodeConfig
 from caramba.graph.caches import RecurrentState
 from caramba.plugins import Runtime

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import caramba
-import caramba_layers.plugin as layers_plugin
 import pytest
 import torch
+
+import caramba
+import caramba_layers.plugin as layers_plugin
 from caramba.errors import CarambaError
 from caramba.graph import NodeConfig, Shape
 from caramba.testing import TopologyConformance
@@ -64,7 +65,8 @@ def test_branching_concatenates_features():
 
 
 def test_cyclic_applies_the_same_body_k_times():
-    m = build({"type": "CyclicTopology", "iterations": 3, "layers": [lin(4, 4), {"type": "RMSNormLayer", "d_model": 4}]})
+    m = build({"type": "CyclicTopology", "iterations": 3,
+               "layers": [lin(4, 4), {"type": "RMSNormLayer", "d_model": 4}]})
     a, n = m.layers
     x = x_(2, 4)
     torch.testing.assert_close(m(x), n(a(n(a(n(a(x)))))))

@@ -7,9 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 import caramba
 import caramba_layers.plugin as layers_plugin
-import pytest
 from caramba.testing import toy
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin, toy])
@@ -57,7 +58,8 @@ def test_width_mismatch(tmp_path):
         - type: RMSNormLayer
           d_model: 32
         """)
-    assert any(p.startswith(f"{tmp_path}/bad.yml:21:") and f"{PREFIX}[1].d_model" in p and "48" in p for p in found), found
+    assert any(p.startswith(f"{tmp_path}/bad.yml:21:") and f"{PREFIX}[1].d_model" in p and "48" in p
+               for p in found), found
 
 
 def test_heads_that_do_not_divide_d_model_and_kv_heads_that_do_not_divide_heads(tmp_path):

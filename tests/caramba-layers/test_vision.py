@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import caramba
 import pytest
 import torch
 import torch.nn.functional as F
+
+import caramba
 from caramba.pipeline.session import TargetSession
 
 MANIFEST = """
@@ -68,6 +69,7 @@ def test_a_topology_that_changes_width_is_rejected_at_validation() -> None:
     rt = caramba.Runtime()
     text = MANIFEST.replace("POOL", "cls").replace(
         "- {type: AttentionLayer", "- {type: LinearLayer, d_in: 8, d_out: 6}\n              - {type: X")
-    text = text.replace("              - {type: X, d_model: 8, n_heads: 2, is_causal: false, rope_enabled: false}\n", "")
+    attention = "              - {type: X, d_model: 8, n_heads: 2, is_causal: false, rope_enabled: false}\n"
+    text = text.replace(attention, "")
     with pytest.raises(caramba.ManifestError, match="outputs 6 features"):
         rt.load_manifest_text(text)

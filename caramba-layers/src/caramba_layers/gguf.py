@@ -79,7 +79,7 @@ def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoin
         raise CheckpointError(f"GGUF file not found: {path}", hint="check the path")
     try:
         reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupt or foreign file
+    except Exception as exc:
         raise CheckpointError(f"{path} is not a readable GGUF file: {exc}",
                               hint="re-download it, or convert the model with llama.cpp") from exc
     arch = _field(reader, "general.architecture")

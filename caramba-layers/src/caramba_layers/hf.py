@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from caramba.errors import CheckpointError
 from caramba.graph.modules import NodeModule, TopologyModule
 from caramba.pipeline import atomic_write_bytes, atomic_write_json
-from torch import nn
-
 from caramba_layers.modules.attention import AttentionLayer
 from caramba_layers.modules.basic import DropoutLayer, LinearLayer
 from caramba_layers.modules.embedders import TokenEmbedder
@@ -29,7 +29,8 @@ from caramba_layers.modules.glu import GLULayer
 from caramba_layers.modules.norm import RMSNormLayer
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
 
-__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "export", "from_pretrained", "llama_layout", "llama_parameters", "load_state", "load_weights",
+__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "export", "from_pretrained", "llama_layout",
+           "llama_parameters", "load_state", "load_weights",
            "read_config", "resolve"]
 
 _IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
@@ -177,10 +178,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 def build_from_hf_config(hf: dict[str, Any], runtime: Any = None, *, device: Any = None,
                          dtype: torch.dtype | None = None, source: str = "config.json") -> nn.Module:
     """Build (without weights) the ``system.language_model`` an HF ``config.json`` describes."""
+    import caramba_layers.plugin
     from caramba import Runtime
     from caramba.graph import Builder
-
-    import caramba_layers.plugin
     from caramba_layers.specs.language_model import LanguageModelConfig
 
     runtime = runtime or Runtime(autoload=False, plugins=[caramba_layers.plugin])

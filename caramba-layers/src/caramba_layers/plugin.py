@@ -10,7 +10,6 @@ import pkgutil
 from typing import Any
 
 from caramba import hookimpl
-
 from caramba_layers import specs
 from caramba_layers.specs import Component
 

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.errors import CarambaError
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
-from torch import nn
-
 from caramba_layers.modules.rope import RotaryEmbedding
 
 __all__ = ["AttentionLayer"]
@@ -199,7 +199,8 @@ class AttentionLayer(NodeModule):
         outs = []
         for start in range(0, T, step):
             rows = slice(start, min(start + step, T))
-            outs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask[:, :, rows], dropout_p=p, scale=scale,
+            outs.append(F.scaled_dot_product_attention(q[:, :, rows], k, v, attn_mask=mask[:, :, rows], dropout_p=p,
+                                                       scale=scale,
                                                        enable_gqa=gqa))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
-from torch import nn
 
 __all__ = ["Conv2dLayer", "DenseLayer", "RNNLayer", "activation"]
 

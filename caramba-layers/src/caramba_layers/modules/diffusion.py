@@ -23,9 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.errors import CarambaError
 from caramba.graph import Context
-from torch import nn
 
 __all__ = ["DiffusionDenoiser", "NoiseSchedule", "ddim_sample", "ddpm_sample", "timestep_embedding"]
 

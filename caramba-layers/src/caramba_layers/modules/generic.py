@@ -6,10 +6,10 @@ from itertools import pairwise
 from typing import Any
 
 import torch
-from caramba.errors import CarambaError
-from caramba.graph import Context
 from torch import nn
 
+from caramba.errors import CarambaError
+from caramba.graph import Context
 from caramba_layers.modules.dense import DenseLayer
 from caramba_layers.modules.graph import GraphConvLayer
 from caramba_layers.specs.dense import DenseLayerConfig

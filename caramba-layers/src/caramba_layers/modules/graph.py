@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.errors import CarambaError
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule, TopologyModule
-from torch import nn
 
 __all__ = ["GraphConvLayer", "GraphTopology", "normalized_adjacency", "with_self_loops"]
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from caramba.graph import Context
 from torch import nn
 
+from caramba.graph import Context
 from caramba_layers.specs.language_model import head_index
 
 __all__ = ["LanguageModel"]

@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.errors import CarambaError, CheckpointError
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
 from caramba.pipeline import atomic_write_bytes, atomic_write_json
-from torch import nn
 
 __all__ = [
     "ADAPTER_CONFIG",

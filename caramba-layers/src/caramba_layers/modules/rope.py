@@ -16,7 +16,8 @@ from torch import nn
 __all__ = ["RotaryEmbedding", "inv_frequencies"]
 
 
-def inv_frequencies(dim: int, base: float, scaling: Any = None, seq_len: int | None = None) -> tuple[torch.Tensor, float]:
+def inv_frequencies(dim: int, base: float, scaling: Any = None,
+                   seq_len: int | None = None) -> tuple[torch.Tensor, float]:
     """``(inv_freq (dim/2,) float64, attention_factor)`` for a rotary dim, base and optional scaling.
 
     ``seq_len`` (the number of positions a call covers) matters only for ``dynamic``.

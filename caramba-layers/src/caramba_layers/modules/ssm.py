@@ -16,9 +16,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from caramba.graph import Context
 from caramba.graph.modules import NodeModule
-from torch import nn
 
 __all__ = ["SSMLayer", "selective_scan", "sequential_scan"]
 

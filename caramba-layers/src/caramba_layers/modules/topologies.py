@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
 from caramba.errors import CarambaError
 from caramba.graph import Context
 from caramba.graph.modules import TopologyModule

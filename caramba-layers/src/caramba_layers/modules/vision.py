@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
+
 from caramba.errors import CarambaError
 from caramba.graph import Context
-from torch import nn
 
 __all__ = ["ImageClassifier"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
-
 from caramba_layers.specs import Component
 
 __all__ = ["DropoutLayerConfig", "LinearLayerConfig"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from caramba.manifest import Config, Scope
 
+from caramba.manifest import Config, Scope
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "DiffusionDenoiserConfig"]

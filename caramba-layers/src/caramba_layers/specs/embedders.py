@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import EmbedderConfig, Shape, ShapeError
 from caramba.manifest import Scope
-
 from caramba_layers.specs import Component
 
 __all__ = ["PatchEmbedderConfig", "TokenEmbedderConfig"]

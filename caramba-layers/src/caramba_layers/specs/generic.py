@@ -10,9 +10,9 @@ from itertools import pairwise
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape
 from caramba.manifest import Config, Scope
-
 from caramba_layers.specs import Component
 from caramba_layers.specs.lora import LoRAConfig
 

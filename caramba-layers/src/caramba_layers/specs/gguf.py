@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from caramba.manifest import Config
-
 from caramba_layers.specs import Component
 
 __all__ = ["GGUFCheckpointConfig"]

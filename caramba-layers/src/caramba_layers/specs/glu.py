@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
-
 from caramba_layers.specs import Component
 
 __all__ = ["ACTIVATION_ALIASES", "GLULayerConfig", "SwiGLULayerConfig"]

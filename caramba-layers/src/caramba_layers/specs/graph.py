@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape, ShapeError, TopologyConfig, expect_last
 from caramba.manifest import Config, Scope
-
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "GraphConvLayerConfig", "GraphNodeSpec", "GraphTopologyConfig"]
@@ -131,8 +131,9 @@ class GraphTopologyConfig(TopologyConfig, kw_only=True):
                        "give the output port another name")
                 ok = False
             elif node.out in writer:
-                report(("nodes", i, "out"), f"port '{node.out}' is written twice: by '{self.nodes[writer[node.out]].id}' "
-                       f"and by '{node.id}'", "give each node its own output port")
+                first = self.nodes[writer[node.out]].id
+                report(("nodes", i, "out"), f"port '{node.out}' is written twice: by '{first}' and by '{node.id}'",
+                       "give each node its own output port")
                 ok = False
             writer.setdefault(node.out, i)
         known = set(self.inputs) | set(writer)

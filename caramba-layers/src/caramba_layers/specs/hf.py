@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from caramba.errors import CheckpointError
 from caramba.manifest import Config
-
 from caramba_layers.specs import Component
 
 __all__ = ["HFCheckpointConfig", "hf_config_from_model", "model_config_from_hf"]
@@ -190,9 +189,8 @@ def _signature(node: Any) -> Any:
 
 
 def _signature_of_plain(expected: dict[str, Any], model: Any) -> bool:
-    from caramba import Runtime
-
     import caramba_layers.plugin
+    from caramba import Runtime
     from caramba_layers.specs.language_model import TransformerModelConfig
 
     rebuilt = Runtime(autoload=False, plugins=[caramba_layers.plugin]).parse(TransformerModelConfig, expected)

@@ -6,9 +6,9 @@ import math
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape, expect_last
 from caramba.manifest import Scope
-
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "SSMLayerConfig"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+
 from caramba.graph import Shape, ShapeError, TopologyConfig
 from caramba.manifest import Scope
-
 from caramba_layers.specs import Component
 
 __all__ = [

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from caramba.graph import NodeConfig, Shape
 from caramba.manifest import Config, Scope
-
 from caramba_layers.specs import Component
 from caramba_layers.specs.embedders import PatchEmbedderConfig
 

@@ -116,8 +116,10 @@ def _attention_inputs(teacher: nn.Module, layout: LlamaLayout,
     if not calibration:
         raise CheckpointError("dba_init: svd needs calibration batches", hint="set dba_calibration_batches >= 1")
     seen: list[list[torch.Tensor]] = [[] for _ in layout.blocks]
-    hooks = [blk[1].register_forward_hook(lambda m, args, out, i=i: seen[i].append(args[0].reshape(-1, args[0].shape[-1])))
-             for i, blk in enumerate(layout.blocks)]
+    def keep(i: int) -> Any:
+        return lambda module, args, out: seen[i].append(args[0].reshape(-1, args[0].shape[-1]))
+
+    hooks = [blk[1].register_forward_hook(keep(i)) for i, blk in enumerate(layout.blocks)]
     try:
         for batch in calibration:
             teacher({"input_ids": batch["input_ids"]})

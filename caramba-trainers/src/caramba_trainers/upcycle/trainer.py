@@ -153,7 +153,6 @@ class BlockwiseRun:
 
         t_blocks = [b[1] for b in llama_layout(teacher).blocks]
         s_blocks = [b[1] for b in llama_layout(student, allow_decoupled=True).blocks]
-        n_cache = train.blockwise_teacher_cache_batches
         batches: dict[int, dict[str, torch.Tensor]] = {}
 
         def batch(index: int) -> dict[str, torch.Tensor]:
