@@ -259,3 +259,18 @@ def test_dry_run_on_meta_builds_the_system_and_agrees_with_num_params(toy_cli, c
     assert toy_cli(["run", "run.yml", "--dry-run", "--meta", "--json"]) == 0
     target = json.loads(capsys.readouterr().out)["targets"][0]
     assert target["parameters"] == target["parameters_built"] == 4 * 1 + 1
+
+
+def test_show_lists_a_trainers_per_run_train_fields(capsys, monkeypatch) -> None:
+    import json
+
+    import caramba.cli.commands as commands
+    from caramba import Runtime
+    from caramba.cli import main
+    from caramba.testing import toy
+
+    monkeypatch.setattr(commands, "runtime_from_args", lambda args: Runtime(autoload=False, plugins=[toy]))
+    assert main(["show", "trainer", "trainer.toy", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [f["name"] for f in shown["run_fields"]] == ["lr", "batch_size"]
+    assert shown["run_fields"][0]["default"] == 0.1

@@ -142,23 +142,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+def _field_rows(struct: Any) -> list[dict[str, Any]]:
     import msgspec
 
+    rows: list[dict[str, Any]] = []
+    for f in msgspec.structs.fields(struct):
+        if f.encode_name == "type":
+            continue
+        default = None if f.required else (f.default if f.default is not msgspec.NODEFAULT else f.default_factory())
+        rows.append({"name": f.encode_name, "type": _type_name(f.type), "required": f.required, "default": default})
+    return rows
+
+
+def cmd_show(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     entry = runtime.get(args.kind, args.name)
-    fields: list[dict[str, Any]] = []
-    if entry.config is not None:
-        for f in msgspec.structs.fields(entry.config):
-            if f.encode_name == "type":
-                continue
-            default = None if f.required else (f.default if f.default is not msgspec.NODEFAULT else
-                                                f.default_factory())
-            fields.append({"name": f.encode_name, "type": _type_name(f.type), "required": f.required,
-                           "default": default})
+    fields = _field_rows(entry.config) if entry.config is not None else []
+    run_config = entry.extras.get("run_config")
+    run_fields = _field_rows(run_config) if run_config is not None else []
     if args.json:
         print(json.dumps({"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "summary": entry.summary,
-                          "aliases": list(entry.aliases), "fields": fields}, indent=2, default=repr))
+                          "aliases": list(entry.aliases), "fields": fields, "run_fields": run_fields},
+                         indent=2, default=repr))
         return 0
     print(f"{entry.kind} {entry.name}: {entry.summary}")
     print(f"  plugin {entry.plugin}  factory {entry.factory}")
@@ -167,10 +172,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     doc = (entry.config.__doc__ or "").strip() if entry.config else ""
     if doc:
         print("  " + doc.splitlines()[0])
-    for row in fields:
+    _print_rows(fields)
+    if run_fields:
+        print(f"  per-run train: fields ({run_config.__name__})")
+        _print_rows(run_fields)
+    return 0
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
         default = "required" if row["required"] else f"default {row['default']!r}"
         print(f"  {row['name']:<24} {row['type']:<32} {default}")
-    return 0
 
 
 def _type_name(tp: Any) -> str:
