@@ -171,6 +171,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
     for entry in runtime.registry("artifact"):
         writer = entry.load()(None)
         written += [str(p) for p in writer.write(tsession, report)]
+    written = list(dict.fromkeys(written))  # a writer may rewrite report.json: list each file once
     runtime.hooks.artifacts_written(tsession, written)
     report["artifacts"] = written
     return report
