@@ -173,7 +173,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if doc:
         print("  " + doc.splitlines()[0])
     _print_rows(fields)
-    if run_fields:
+    if run_config is not None:
         print(f"  per-run train: fields ({run_config.__name__})")
         _print_rows(run_fields)
     return 0
