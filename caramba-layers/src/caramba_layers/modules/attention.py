@@ -9,9 +9,10 @@ One module, two projection sets:
   ``s_ij = q_sem·k_sem/√d_s + q_geo·k_geo/√d_g``, computed in one SDPA call on
   ``[q_sem/√d_s, q_geo/√d_g] · [k_sem, k_geo]`` with scale 1 (the same scores exactly).
 
-The fast path is one ``F.scaled_dot_product_attention`` call with ``is_causal``. A KV cache,
-explicit positions, a context mask, ``local_window``, ``q_chunk`` or a null token switch to
-an explicit boolean mask built from absolute positions.
+The fast path is one ``F.scaled_dot_product_attention`` call with ``is_causal`` — also when
+decoding one token from a cache, or prefilling an empty one. Explicit positions, a context
+mask, ``local_window``, ``q_chunk``, a null token, or a multi-token chunk after cached tokens
+switch to an explicit boolean mask built from absolute positions.
 """
 
 from __future__ import annotations
@@ -105,13 +106,17 @@ class AttentionLayer(NodeModule):
         k_pos = torch.arange(S, device=x.device) if cache is not None else q_pos
 
         null = self.decoupled and self.config.null_attn
-        explicit = (cache is not None or ctx.positions is not None or ctx.mask is not None or null
+        explicit = (ctx.positions is not None or ctx.mask is not None or null
                     or self.local_window is not None or self.q_chunk is not None)
+        # With a cache, one new token sees every cached key and a prefill into an empty cache is
+        # plain causal attention; only a chunk after cached tokens needs the offset mask.
+        if cache is not None and self.is_causal and T not in (1, S):
+            explicit = True
         p = self.dropout_p if self.training else 0.0
         gqa = self.kv_heads != self.n_heads
         if not explicit:
-            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal, dropout_p=p, scale=scale,
-                                               enable_gqa=gqa)
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal and T == S and T > 1,
+                                               dropout_p=p, scale=scale, enable_gqa=gqa)
         else:
             mask = self._mask(q_pos, k_pos, ctx.mask)  # (B|1, 1|H, T, S)
             if null:
