@@ -178,3 +178,12 @@ def test_generated_plugins_install_list_and_pass_their_own_tests_unmodified(tmp_
                               env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
         assert re.search(r"\d+ passed", done.stdout) and "skipped" not in done.stdout, done.stdout[-500:]
+
+
+def test_the_cli_scaffolds_every_kind_at_once(tmp_path, capsys):
+    from caramba.cli import main
+
+    assert main(["new-plugin", "caramba-plugin-every", "--kind", "all", "--dest", str(tmp_path)]) == 0
+    package = tmp_path / "caramba-plugin-every" / "src" / "caramba_plugin_every"
+    assert {p.name for p in package.glob("*.py")} >= {"plugin.py", "layer.py", "topology.py", "sink.py"}
+    assert "wrote" in capsys.readouterr().out

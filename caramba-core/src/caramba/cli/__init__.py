@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
     new = sub.add_parser("new-plugin", parents=[common], help="write a new plugin package from the template")
     new.add_argument("name", help="distribution name, e.g. caramba-plugin-scale")
-    new.add_argument("--kind", default="layer", choices=("layer", "topology", "sink"),
-                     help="the component the plugin starts with")
+    new.add_argument("--kind", default="layer", choices=("layer", "topology", "sink", "all"),
+                     help="the component the plugin starts with (all: a layer, a topology and a sink)")
     new.add_argument("--dest", default=".", help="folder to create the package in")
     return parser
 
