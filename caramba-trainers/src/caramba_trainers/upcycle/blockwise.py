@@ -15,7 +15,6 @@ the optimizer, so a run resumes mid-block exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ from torch import nn
 
 from caramba.graph import Context
 
-__all__ = ["BlockPlan", "TeacherCache", "block_input", "plan_blocks"]
+__all__ = ["TeacherCache", "block_input", "block_loss", "steps_per_block"]
 
 
 class _Stop(Exception):
@@ -89,20 +88,10 @@ def block_input(student: nn.Module, attention: nn.Module, input_ids: torch.Tenso
     return seen[0]
 
 
-@dataclass
-class BlockPlan:
-    """How many optimizer steps each block gets in fixed mode (``steps`` is the phase total)."""
-
-    steps: list[int] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.steps)
-
-
-def plan_blocks(total_steps: int, n_blocks: int) -> BlockPlan:
+def steps_per_block(total_steps: int, n_blocks: int) -> list[int]:
+    """Fixed mode's optimizer steps of each block: ``total_steps`` split evenly, remainder first."""
     base, extra = divmod(total_steps, n_blocks)
-    return BlockPlan([base + (1 if b < extra else 0) for b in range(n_blocks)])
+    return [base + (1 if b < extra else 0) for b in range(n_blocks)]
 
 
 def block_loss(kind: str, y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import Precision, evaluate, optimizer_step, to_device
 from caramba_trainers.optim import build_optimizer, build_schedule
 from caramba_trainers.standard import _Run, clean_partial_checkpoints
-from caramba_trainers.upcycle.blockwise import TeacherCache, block_input, block_loss, plan_blocks
+from caramba_trainers.upcycle.blockwise import TeacherCache, block_input, block_loss, steps_per_block
 from caramba_trainers.upcycle.specs import UpcycleTrainConfig
 from caramba_trainers.upcycle.surgery import transplant
 
@@ -143,13 +143,17 @@ class BlockwiseRun:
             origin = f"resumed from {ckpt.path.name}"
             if ckpt.state.get("final") and train.skip_if_final:
                 return self._result(teacher, student, ckpt.state.get("metrics", {}), ckpt.path)
+            metrics: dict[str, float] = {"teacher_val_ppl": teacher_ppl, **ckpt.state.get("metrics", {})}
+            first = ckpt.state["block"]
         else:
             origin = init_student(session, train, student, teacher, data, device)
-        init = evaluate(student, data, objective, batch_size=train.batch_size, limit=train.eval_batches or 2,
-                        device=device, precision=precision)
-        init_ppl = math.exp(min(init["loss"], 50.0))
+            start = evaluate(student, data, objective, batch_size=train.batch_size,
+                             limit=train.eval_batches or 2, device=device, precision=precision)
+            metrics = {"teacher_val_ppl": teacher_ppl, "start_val_ppl": math.exp(min(start["loss"], 50.0)),
+                       "global_step": 0.0}
+            first = 0
         session.info(f"blockwise '{self.run.id}': student from {origin}; held-out ppl teacher {teacher_ppl:.2f}, "
-                     f"student {init_ppl:.2f}")
+                     f"student {metrics.get('start_val_ppl', math.nan):.2f} at the start")
 
         t_blocks = [b[1] for b in llama_layout(teacher).blocks]
         s_blocks = [b[1] for b in llama_layout(student, allow_decoupled=True).blocks]
@@ -161,18 +165,13 @@ class BlockwiseRun:
             return batches[index]
 
         cache = TeacherCache(teacher, t_blocks, batch, precision, keep_inputs=train.blockwise_input == "teacher")
-        plan = plan_blocks(self.run.steps, len(s_blocks))
-        metrics: dict[str, float] = {"teacher_val_ppl": teacher_ppl, "start_val_ppl": init_ppl, "global_step": 0.0}
-        first = 0
-        if ckpt is not None:
-            metrics.update(ckpt.state.get("metrics", {}))
-            first = ckpt.state["block"]
+        plan = steps_per_block(self.run.steps, len(s_blocks))
         for p in student.parameters():
             p.requires_grad_(False)
         started = time.perf_counter()
         for b in range(first, len(s_blocks)):
             resume = ckpt if ckpt is not None and b == first else None
-            metrics.update(self._block(b, student, s_blocks[b], cache, batch, plan.steps[b], precision, device,
+            metrics.update(self._block(b, student, s_blocks[b], cache, batch, plan[b], precision, device,
                                        resume, metrics))
         metrics["teacher_cache_hits"] = float(cache.hits)
         metrics["teacher_cache_misses"] = float(cache.misses)
