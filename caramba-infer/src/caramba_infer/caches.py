@@ -46,8 +46,15 @@ class DTypeKVCache(StaticKVCache):
 
     def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
         dtype = next(iter(new.values())).dtype
-        views = super().append(**new)
-        return {k: v if v.dtype == dtype else v.to(dtype) for k, v in views.items()}
+        return _as_dtype(super().append(**new), dtype)
+
+    def write(self, slots: torch.Tensor, span: int, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        dtype = next(iter(new.values())).dtype
+        return _as_dtype(super().write(slots, span, **new), dtype)
+
+
+def _as_dtype(views: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v if v.dtype == dtype else v.to(dtype) for k, v in views.items()}
 
 
 class QuantizedKVCache(KVCacheBase):
@@ -112,6 +119,18 @@ class QuantizedKVCache(KVCacheBase):
         self.length = end
         return {name: self._dequantise(name, end, dtype) for name in self.codes}
 
+    def write(self, slots: torch.Tensor, span: int, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check_fields(new)
+        dtype = next(iter(new.values())).dtype
+        for name, value in new.items():
+            codes, scale = self._quantise(name, value)
+            self.codes[name].index_copy_(1, slots, codes)
+            self.scales[name].index_copy_(1, slots, scale)
+        return {name: self._dequantise(name, span, dtype) for name in self.codes}
+
+    def static_tensors(self) -> list[torch.Tensor]:
+        return [*self.codes.values(), *self.scales.values()]
+
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.codes.values(), *self.scales.values()))
 
@@ -140,14 +159,23 @@ class SnapshotState(RecurrentState):
             del self.snapshots[k]
         if length not in self.snapshots:
             return False
-        saved = self.snapshots[length]
-        self.tensors = None if saved is None else {k: v.clone() for k, v in saved.items()}
+        self._load(self.snapshots[length])
         self.length = length
         return True
 
     def reset(self) -> None:
-        super().reset()
-        self.snapshots = {0: None}
+        zero = self.snapshots.get(0)
+        self._load(zero)
+        self.length = 0
+        self.snapshots = {0: zero}
+
+    def _load(self, saved: dict[str, torch.Tensor] | None) -> None:
+        """Copy ``saved`` into the state tensors in place (a compiled decoder holds their addresses)."""
+        if saved is not None and self.tensors is not None and self.tensors.keys() == saved.keys():
+            for name, tensor in self.tensors.items():
+                tensor.copy_(saved[name])
+        else:
+            self.tensors = None if saved is None else {k: v.clone() for k, v in saved.items()}
 
     def nbytes(self) -> int:
         return 0 if self.tensors is None else sum(t.numel() * t.element_size() for t in self.tensors.values())

@@ -7,6 +7,11 @@ per such module, keyed by the module's ``node_path`` in ``Context.caches``. In `
 the layer calls ``cache.append(k=..., v=...)`` with ``(B, T_new, *shape)`` tensors and gets
 back ``(B, length, *shape)`` views of everything stored, new tokens included.
 
+While decoding with static shapes (``Context.decode`` set), the layer calls
+``cache.write(slots, span, k=..., v=...)`` instead: the new tokens are written at cache rows
+``slots`` (a ``(T,)`` long tensor) in place, ``length`` is left to the decoder, and the first
+``span`` rows come back, so the call compiles to one graph for every length up to ``span``.
+
 A layer with a recurrent state (an SSM) declares ``state_fields()`` instead and reads and
 writes ``ctx.cache(path).tensors`` (``None`` before the first call), advancing ``length``.
 
@@ -39,13 +44,16 @@ class KVCacheBase:
 
     def _reserve(self, new: dict[str, torch.Tensor]) -> tuple[int, int]:
         """``(start, end)`` of the rows ``new`` will fill; checks its fields and the capacity."""
-        if set(new) != set(self.fields):
-            raise ValueError(f"cache fields are {sorted(self.fields)}, got {sorted(new)}")
+        self._check_fields(new)
         end = self.length + next(iter(new.values())).shape[1]
         if end > self.max_len:
             raise ValueError(f"cache overflow: {end} tokens > max_len {self.max_len}; "
                              "create the cache with a larger max_len")
         return self.length, end
+
+    def _check_fields(self, new: dict[str, torch.Tensor]) -> None:
+        if set(new) != set(self.fields):
+            raise ValueError(f"cache fields are {sorted(self.fields)}, got {sorted(new)}")
 
     def truncate(self, length: int) -> None:
         """Forget everything after ``length`` tokens (speculative rollback)."""
@@ -72,6 +80,17 @@ class StaticKVCache(KVCacheBase):
             self.buffers[name][:, start:end] = value.to(self.buffers[name].dtype)
         self.length = end
         return {name: buf[:, :end] for name, buf in self.buffers.items()}
+
+    def write(self, slots: torch.Tensor, span: int, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Store ``new`` (``(B, T, *shape)``) at rows ``slots`` in place; views of the first ``span`` rows."""
+        self._check_fields(new)
+        for name, value in new.items():
+            self.buffers[name].index_copy_(1, slots, value.to(self.buffers[name].dtype))
+        return {name: buf[:, :span] for name, buf in self.buffers.items()}
+
+    def static_tensors(self) -> list[torch.Tensor]:
+        """The tensors written in place while decoding (a compiler keeps their addresses fixed)."""
+        return list(self.buffers.values())
 
     def nbytes(self) -> int:
         """Bytes actually allocated by the buffers."""

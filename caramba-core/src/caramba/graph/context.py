@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AuxLoss", "Context"]
+__all__ = ["AuxLoss", "Context", "DecodeStep"]
 
 
 @dataclass
@@ -22,6 +22,30 @@ class AuxLoss:
     name: str
     value: Any
     weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """Static-shape decoding: where new tokens go in preallocated caches, and what attention reads.
+
+    Set by a decoder (``caramba_infer.Generator``) on ``Context.decode``. A layer with a KV cache
+    writes the ``T`` new tokens at cache rows ``slots`` (``(T,)`` long tensor) with
+    ``cache.write(slots, span, ...)`` and attends over the first ``span`` rows with a mask built
+    from positions, so every tensor shape depends on ``(T, span)`` only, never on the
+    conversation's length: one compiled (CUDA-graph captured) step serves every length in a
+    bucket. Row ``b`` of a batch is left-padded by ``pad[b]`` tokens (``(B,)`` long tensor):
+    cache row ``s`` holds position ``s - pad[b]``, and rows ``s < pad[b]`` are never attended.
+    Rows after ``slots[-1]`` (stale or never written) are never attended either.
+    ``fresh`` says the call's tokens are the whole conversation (nothing cached before, no
+    padding), so attention may use them directly; ``last_only`` asks a language model for the
+    last position's logits alone (prefill).
+    """
+
+    slots: Any
+    pad: Any
+    span: int
+    fresh: bool = False
+    last_only: bool = False
 
 
 @dataclass
@@ -37,6 +61,7 @@ class Context:
         state: state that topologies carry across calls (``RecurrentTopology``), by node path.
         aux_losses: auxiliary losses added during the pass.
         extras: named inputs for nodes that need more than ``x`` (a graph's adjacency).
+        decode: static-shape decoding instructions (:class:`DecodeStep`), or ``None``.
     """
 
     training: bool = False
@@ -47,6 +72,7 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)
     aux_losses: list[AuxLoss] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    decode: DecodeStep | None = None
 
     def cache(self, path: str) -> Any:
         """The cache of the node at ``path``, or ``None`` when decoding without one."""

@@ -35,6 +35,8 @@ __all__ = ["AttentionLayer"]
 class AttentionLayer(NodeModule):
     """Self-attention over ``(B, T, d_model)`` with optional KV cache (``ctx.cache(node_path)``)."""
 
+    static_decode = True  # reads ctx.decode: cache writes at slots, attention over a span
+
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         c = config
@@ -89,16 +91,23 @@ class AttentionLayer(NodeModule):
         ctx = ctx if ctx is not None else Context()
         B, T, _ = x.shape
         cache = ctx.cache(self.node_path)
-        if cache is not None and ctx.positions is None and ctx.pos_offset != cache.length:
+        step = ctx.decode if cache is not None else None
+        if step is None and cache is not None and ctx.positions is None and ctx.pos_offset != cache.length:
             raise CarambaError(f"ctx.pos_offset is {ctx.pos_offset} but the cache of {self.node_path} holds "
                                f"{cache.length} tokens", path=self.node_path,
                                hint="new tokens start right after the cached ones: set pos_offset = cache.length")
-        q_pos = _positions(ctx, T, x.device)  # (T,) or (B, T)
+        if step is not None:
+            q_pos = step.slots[None, :] - step.pad[:, None]  # (B, T): a left-padded row starts later
+        else:
+            q_pos = _positions(ctx, T, x.device)  # (T,) or (B, T)
 
         if self.decoupled:
             q, new, scale = self._project_dba(x, q_pos)
         else:
             q, new, scale = self._project_standard(x, q_pos)
+        if step is not None:
+            o = self._attend_static(q, new, cache.write(step.slots, step.span, **new), q_pos, step, ctx, scale)
+            return self.out_proj(o.transpose(1, 2).reshape(B, T, -1))
         full = cache.append(**new) if cache is not None else new
         k, v = self._keys_values(full)  # k: (B, G, S, Dk), v: (B, G, S, Dv)
         k, v = k.to(q.dtype), v.to(q.dtype)  # a cache may store another dtype
@@ -124,6 +133,34 @@ class AttentionLayer(NodeModule):
             o = self._attend_chunked(q, k, v, mask, p, scale, gqa)
         o = o.transpose(1, 2).reshape(B, T, -1)  # (B, T, H·Dv)
         return self.out_proj(o)
+
+    def _attend_static(self, q: torch.Tensor, new: dict, cached: dict, q_pos: torch.Tensor, step: Any,
+                       ctx: Context, scale: float) -> torch.Tensor:
+        """Attention over the first ``step.span`` cache rows; shapes depend on ``(T, span)`` alone."""
+        null = self.decoupled and self.config.null_attn
+        if step.fresh and self.is_causal and not null and self.local_window is None and ctx.mask is None:
+            k, v = self._keys_values(new)  # nothing cached before: plain causal attention
+            return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), is_causal=q.shape[2] > 1,
+                                                  scale=scale, enable_gqa=self.kv_heads != self.n_heads)
+        k, v = self._keys_values(cached)  # (B, G, S, D) with S = span
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        rows = torch.arange(k.shape[2], device=q.device)  # cache rows
+        k_pos = rows[None, :] - step.pad[:, None]  # (B, S) positions of the cached tokens
+        valid = (rows <= step.slots[-1])[None, :] & (rows[None, :] >= step.pad[:, None])  # written, not padding
+        mask = self._mask(q_pos, k_pos, ctx.mask) & valid[:, None, None, :]  # (B, 1, T, S)
+        # A pad token's query sees itself, so every row stays finite (pad rows are never read).
+        mask = mask | (rows[None, None, None, :] == step.slots[None, None, :, None])
+        if null:
+            k, v, mask = self._prepend_null(k, v, mask)
+        B, H, T, _ = q.shape
+        G = self.kv_heads
+        if H == G or mask.shape[1] != 1:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, enable_gqa=H != G)
+        # GQA/MQA without copying keys: the r = H/G query heads of a group become r·T query rows.
+        r = H // G
+        o = F.scaled_dot_product_attention(q.reshape(B, G, r * T, -1), k, v, attn_mask=mask.repeat(1, 1, r, 1),
+                                           scale=scale)  # (B, G, r·T, Dv)
+        return o.reshape(B, H, T, -1)
 
     def _project_standard(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, dict, float]:
         B, T, _ = x.shape

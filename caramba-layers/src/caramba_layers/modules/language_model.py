@@ -49,11 +49,16 @@ class LanguageModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], ctx: Context | None = None) -> dict[str, torch.Tensor]:
         ctx = ctx if ctx is not None else Context()
         x = self.embedder(batch["input_ids"], ctx)  # (B, T, D)
+        last_only = ctx.decode is not None and ctx.decode.last_only
         if self.head_index is None:
             hidden = self.topology(x, ctx)
+            if last_only:
+                hidden = hidden[:, -1:]  # a prefill needs the next token's logits only
             return {"logits": self.lm_head(hidden), "hidden": hidden}
         # The topology is sequential: run it up to its head so the head's input is returned too.
         layers = self.topology.layers
         for layer in layers[: self.head_index]:
             x = layer(x, ctx)
+        if last_only:
+            x = x[:, -1:]
         return {"logits": layers[self.head_index](x, ctx), "hidden": x}

@@ -55,6 +55,8 @@ def sequential_scan(a: torch.Tensor, u: torch.Tensor, h0: torch.Tensor | None = 
 
 
 class SSMLayer(NodeModule):
+    static_decode = True  # reads ctx.decode: state updated in place, padding skipped
+
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         d, di, n, r = config.d_model, config.d_inner, config.d_state, config.rank
@@ -96,6 +98,11 @@ class SSMLayer(NodeModule):
 
         xz = self.in_proj(x)  # (B, T, 2·di)
         xs, z = xz.chunk(2, dim=-1)
+        keep = None
+        if ctx.decode is not None:
+            # Left padding of a batch: a pad token neither enters the conv window nor moves the state.
+            keep = (ctx.decode.slots[None, :] >= ctx.decode.pad[:, None]).unsqueeze(-1).to(xs.dtype)  # (B, T, 1)
+            xs = xs * keep
         xs = xs.transpose(1, 2)  # (B, di, T)
         # Causal depthwise conv: the d_conv-1 inputs before this call (zeros at the start).
         window = prev["conv"] if prev is not None else xs.new_zeros(bsz, cfg.d_inner, cfg.d_conv - 1)
@@ -105,6 +112,8 @@ class SSMLayer(NodeModule):
         dbc = self.x_proj(xs)
         dt, b, c = dbc.split([cfg.rank, cfg.d_state, cfg.d_state], dim=-1)  # (B,T,r) (B,T,N) (B,T,N)
         dt = F.softplus(self.dt_proj(dt))  # (B, T, di)
+        if keep is not None:
+            dt = dt * keep  # decay exp(0) = 1 and no drive: the state passes a pad token unchanged
         a = -torch.exp(self.A_log.to(xs.dtype))  # (di, N)
         decay = torch.exp(dt[..., None] * a)  # (B, T, di, N)
         drive = (dt * xs)[..., None] * b[:, :, None, :]  # (B, T, di, N)
@@ -115,7 +124,12 @@ class SSMLayer(NodeModule):
         y = y * F.silu(z)
 
         if state is not None:
-            state.tensors = {"conv": padded[..., padded.shape[-1] - (cfg.d_conv - 1):].detach(),
-                             "ssm": h[:, -1].detach()}
-            state.length += t
+            conv, ssm = padded[..., padded.shape[-1] - (cfg.d_conv - 1):].detach(), h[:, -1].detach()
+            if ctx.decode is not None and prev is not None:
+                prev["conv"].copy_(conv)  # in place: the decoder keeps these addresses fixed
+                prev["ssm"].copy_(ssm)
+            else:
+                state.tensors = {"conv": conv, "ssm": ssm}
+            if ctx.decode is None:
+                state.length += t
         return self.out_proj(y)
