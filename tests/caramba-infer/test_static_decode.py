@@ -49,14 +49,22 @@ def hf_model(tmp_path, family: str, extra: dict):
     return model, tmp_path / "hf"
 
 
+# On a GPU the same tests run the compiled, CUDA-graph captured step (compile="auto").
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", list(HF_CONFIGS))
-def test_greedy_tokens_equal_transformers_over_128_tokens(tmp_path, name):
+def test_greedy_tokens_equal_transformers_over_128_tokens(tmp_path, name, device):
     reference, folder = hf_model(tmp_path, *HF_CONFIGS[name])
-    ours = from_pretrained(folder).eval()
-    prompt = torch.randint(0, 101, (1, 12), generator=torch.Generator().manual_seed(7))
+    reference = reference.to(device)
+    ours = from_pretrained(folder, device=device).eval()
+    prompt = torch.randint(0, 101, (1, 12), generator=torch.Generator().manual_seed(7)).to(device)
     with torch.no_grad():
         expected = reference.generate(prompt, max_new_tokens=128, do_sample=False, pad_token_id=0)[:, 12:]
-    got = Generator(ours, max_len=12 + 128, buckets=[16, 64]).generate(prompt, GREEDY)
+    gen = Generator(ours, max_len=12 + 128, buckets=[16, 64])
+    assert gen.compiled == (device == "cuda")
+    got = gen.generate(prompt, GREEDY)
     assert got.shape == expected.shape == (1, 128)
     assert torch.equal(got, expected)
 
@@ -84,16 +92,17 @@ def test_chunked_prefill_equals_one_prefill(mixer):
     assert torch.equal(chunked.generate(None, cfg), whole.generate(None, cfg))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mixer", ["standard", "gqa", "decoupled_grouped", "ssm"])
-def test_left_padded_batch_equals_each_prompt_alone(mixer):
-    model = build(mixer, "gqa", seed=5)
+def test_left_padded_batch_equals_each_prompt_alone(mixer, device):
+    model = build(mixer, "gqa", seed=5).to(device)
     g = torch.Generator().manual_seed(2)
     prompts = [torch.randint(1, V, (n,), generator=g) for n in (3, 11, 7)]
     cfg = GenerateConfig(max_new_tokens=30, temperature=0)
     batch = Generator(model, max_len=48, batch_size=3, buckets=[16]).generate_batch(prompts, cfg)
     for prompt, row in zip(prompts, batch, strict=True):
-        alone = Generator(model, max_len=48).generate(prompt[None], cfg)[0]
-        assert torch.equal(row, alone)
+        alone = Generator(model, max_len=48).generate(prompt[None].to(device), cfg)[0]
+        assert torch.equal(row, alone.cpu())
 
 
 def test_batch_rows_stop_at_their_own_stop_token_and_length():

@@ -323,7 +323,7 @@ class Generator:
                 torch._dynamo.mark_static_address(tensor)
         torch._dynamo.mark_static_address(self.pad)
         # One graph per decode bucket (and per conversation that shares the process).
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 8 * len(self.buckets))
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         return torch.compile(self._forward, mode=self.compile_mode, dynamic=False)
 
     def _resolve_compile(self, mode: str) -> str:
