@@ -113,6 +113,8 @@ def case(hf: torch.nn.Module, ours: torch.nn.Module, batch: int, prompt_len: int
         out[name] = {"median_s": med, "tokens_per_s": batch * new / med, "runs_s": ts,
                      "percent_of_roofline": 100 * (new / med) / roofline,
                      "prefill_ms": 1e3 * statistics.median(prefill[name]) if name in prefill else None}
+    if args.profile:
+        profile_steps(gen, prompt, greedy)
     out["speedup_vs_static"] = out["caramba"]["tokens_per_s"] / out["transformers_static"]["tokens_per_s"]
     if "transformers_dynamic" in out:
         out["speedup_vs_dynamic"] = out["caramba"]["tokens_per_s"] / out["transformers_dynamic"]["tokens_per_s"]
@@ -120,6 +122,18 @@ def case(hf: torch.nn.Module, ours: torch.nn.Module, batch: int, prompt_len: int
     print({k: (round(v["tokens_per_s"], 1), v["prefill_ms"]) for k, v in out.items() if isinstance(v, dict)},
           flush=True)
     return out
+
+
+@torch.no_grad()
+def profile_steps(gen: Generator, prompt: torch.Tensor, greedy: GenerateConfig) -> None:
+    """Kernel time of one generation, to see where a step goes (printed, not saved)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        gen.reset()
+        gen.generate(prompt, greedy)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=22, max_name_column_width=60), flush=True)
 
 
 @torch.no_grad()
@@ -148,6 +162,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bandwidth", type=float, default=4.16e12, help="measured copy bandwidth, bytes/s")
     ap.add_argument("--skip-dynamic", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="print a kernel profile of the first case")
     ap.add_argument("--text-tokens", default=None, help=".pt file of (B, T) token ids for the agreement check")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -160,6 +175,7 @@ def main() -> None:
     for spec in args.cases.split(","):
         b, p = (int(x) for x in spec.split("x"))
         result["cases"].append(case(hf, ours, b, p, args, config["vocab_size"]))
+        args.profile = False
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     tokens = torch.load(args.text_tokens) if args.text_tokens else None
     result["top1_agreement"] = agreement(hf, ours, config["vocab_size"], tokens)

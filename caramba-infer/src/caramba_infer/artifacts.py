@@ -21,9 +21,9 @@ __all__ = ["CSV_COLUMNS", "CsvWriter", "PlotWriter", "SummaryWriter", "TableWrit
 
 CSV_COLUMNS = {
     "perplexity": ["model", "role", "split", "perplexity", "loss", "num_tokens", "num_batches"],
-    "latency": ["model", "role", "batch_size", "prompt_len", "gen_len", "cache_kind", "use_cache", "prefill_ms",
-                "decode_ms", "total_ms", "ttft_ms", "ms_per_token", "tokens_per_sec", "decode_tokens_per_sec",
-                "timed_runs", "device"],
+    "latency": ["model", "role", "batch_size", "prompt_len", "gen_len", "cache_kind", "use_cache", "compiled",
+                "prefill_ms", "decode_ms", "total_ms", "ttft_ms", "ms_per_token", "tokens_per_sec",
+                "decode_tokens_per_sec", "timed_runs", "device"],
     "memory": ["model", "role", "cache_kind", "batch_size", "seq_len", "kv_bytes", "kv_bytes_per_token",
                "analytic_kv_bytes_per_token", "kv_rel_error", "kv_ok", "state_bytes", "peak_mb", "peak_method",
                "model_mb", "device"],

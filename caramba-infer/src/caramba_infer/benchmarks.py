@@ -121,7 +121,8 @@ class Latency(Benchmark):
         pre, dec = statistics.median(prefill), statistics.median(decode)
         total = pre + dec
         return {"batch_size": b, "prompt_len": p, "gen_len": g, "cache_kind": c.cache_kind if c.use_cache else "none",
-                "use_cache": c.use_cache, "prefill_ms": pre, "decode_ms": dec, "total_ms": total, "ttft_ms": pre,
+                "use_cache": c.use_cache, "compiled": generator.compile_mode if generator is not None else "off",
+                "prefill_ms": pre, "decode_ms": dec, "total_ms": total, "ttft_ms": pre,
                 "ms_per_token": dec / max(g - 1, 1),
                 "tokens_per_sec": b * g / (total / 1e3),
                 "decode_tokens_per_sec": b * (g - 1) / (dec / 1e3) if g > 1 else b / (pre / 1e3),

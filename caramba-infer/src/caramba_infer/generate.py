@@ -109,7 +109,7 @@ class Generator:
         # with any other cached layer decodes through ``cache.append`` at ``pos_offset``, eagerly.
         self.static = all(getattr(m, "static_decode", False) for m in cached_modules(model).values())
         self.compile_mode = self._resolve_compile(compile)
-        self._step = self._compiled_step() if self.compile_mode != "off" else self._forward
+        self._decode, self._prefill = self._compiled() if self.compiled else (self._forward, self._forward)
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -281,12 +281,12 @@ class Generator:
         span = next(b for b in self.buckets if b >= end)
         slots = self._rows[start:end]
         if t == 1:
-            logits = self._step(ids, slots, span)
-            # A captured graph reuses its output buffer at the next replay: keep our own copy.
-            logits = logits[:, -1].float().clone() if self.compiled else logits[:, -1].float()
+            logits = self._decode(ids, slots, span)
         else:
             fresh = start == 0 and not bool(self.pad.any())
-            logits = self._forward(ids, slots, span, fresh=fresh, last_only=True)[:, -1].float()
+            logits = self._prefill(ids, slots, span, fresh=fresh, last_only=True)
+        # A captured graph reuses its output buffer at its next replay: keep our own copy.
+        logits = logits[:, -1].to(torch.float32, copy=self.compiled)
         self._tokens[:, start:end] = ids
         self._held = end
         for cache in self.caches.values():
@@ -313,8 +313,9 @@ class Generator:
                                         "ctx.cache(self.node_path) on every call")
         return logits
 
-    def _compiled_step(self) -> Any:
-        """The one-token forward under ``torch.compile``; cache tensors keep fixed addresses."""
+    def _compiled(self) -> tuple[Any, Any]:
+        """The one-token step (static shapes: a graph per bucket) and the prefill (shapes may vary),
+        each under ``torch.compile``; cache tensors keep fixed addresses."""
         for cache in self.caches.values():
             tensors = cache.static_tensors() if hasattr(cache, "static_tensors") else []
             if isinstance(cache, SnapshotState) and cache.tensors is not None:
@@ -324,7 +325,17 @@ class Generator:
         torch._dynamo.mark_static_address(self.pad)
         # One graph per decode bucket (and per conversation that shares the process).
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        return torch.compile(self._forward, mode=self.compile_mode, dynamic=False)
+        if self.device.type == "cuda":
+            torch._inductor.config.coordinate_descent_tuning = True  # tunes the small decode kernels' blocks
+
+        def decode(ids: torch.Tensor, slots: torch.Tensor, span: int) -> torch.Tensor:
+            return self._forward(ids, slots, span)
+
+        def prefill(ids: torch.Tensor, slots: torch.Tensor, span: int, fresh: bool, last_only: bool) -> torch.Tensor:
+            return self._forward(ids, slots, span, fresh=fresh, last_only=last_only)
+
+        return (torch.compile(decode, mode=self.compile_mode, dynamic=False),
+                torch.compile(prefill, mode=self.compile_mode))
 
     def _resolve_compile(self, mode: str) -> str:
         if not self.static:
