@@ -314,8 +314,12 @@ class Generator:
         return logits
 
     def _compiled(self) -> tuple[Any, Any]:
-        """The one-token step (static shapes: a graph per bucket) and the prefill (shapes may vary),
-        each under ``torch.compile``; cache tensors keep fixed addresses."""
+        """The one-token step and the prefill under ``torch.compile``; cache tensors keep fixed addresses.
+
+        In ``reduce-overhead`` mode on CUDA the step is compiled without CUDA graphs and captured by
+        :class:`CapturedStep` (one graph per bucket, replayed with no Python in between), and the
+        prefill, whose shapes vary, uses torch's own CUDA graph trees.
+        """
         for cache in self.caches.values():
             tensors = cache.static_tensors() if hasattr(cache, "static_tensors") else []
             if isinstance(cache, SnapshotState) and cache.tensors is not None:
@@ -334,7 +338,10 @@ class Generator:
         def prefill(ids: torch.Tensor, slots: torch.Tensor, span: int, fresh: bool, last_only: bool) -> torch.Tensor:
             return self._forward(ids, slots, span, fresh=fresh, last_only=last_only)
 
-        return (torch.compile(decode, mode=self.compile_mode, dynamic=False),
+        captured = self.compile_mode == "reduce-overhead" and self.device.type == "cuda"
+        step = torch.compile(decode, mode="default" if captured else self.compile_mode, dynamic=False)
+        states = [t for c in self.caches.values() if isinstance(c, SnapshotState) for t in (c.tensors or {}).values()]
+        return (CapturedStep(step, self.batch_size, self.device, states) if captured else step,
                 torch.compile(prefill, mode=self.compile_mode))
 
     def _resolve_compile(self, mode: str) -> str:
@@ -397,3 +404,46 @@ class Generator:
             raise CarambaError(f"token ids must be (batch={self.batch_size}, T), got {tuple(ids.shape)}")
         return ids.to(device=self.device, dtype=torch.long)
 
+
+class CapturedStep:
+    """A one-token step captured as one CUDA graph per cache span, replayed with no Python in between.
+
+    The step writes the caches in place at ``slots`` and returns logits, so its inputs are
+    copied into static buffers before each replay and its output buffer is overwritten by
+    the next one (the generator copies what it keeps). All spans share one memory pool.
+    """
+
+    def __init__(self, step: Any, batch: int, device: torch.device, states: list[torch.Tensor]) -> None:
+        self.step = step
+        self.states = states  # recurrent states the step updates in place: restored after warm-up
+        self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.slots = torch.zeros(1, dtype=torch.long, device=device)
+        self.pool = torch.cuda.graph_pool_handle()
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def __call__(self, ids: torch.Tensor, slots: torch.Tensor, span: int) -> torch.Tensor:
+        self.ids.copy_(ids)
+        self.slots.copy_(slots)
+        if span not in self.graphs:
+            self.graphs[span] = self._capture(span)
+        graph, out = self.graphs[span]
+        graph.replay()
+        return out
+
+    def _capture(self, span: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        # Compile and tune on a side stream first: capture records kernels, it cannot build them.
+        # Warm-up writes the current slot with the current token, as the replay will (KV writes are
+        # idempotent); recurrent states advance, so they are put back.
+        saved = [t.clone() for t in self.states]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.step(self.ids, self.slots, span)
+        torch.cuda.current_stream().wait_stream(side)
+        for tensor, value in zip(self.states, saved, strict=True):
+            tensor.copy_(value)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.step(self.ids, self.slots, span)
+        return graph, out
