@@ -329,8 +329,6 @@ class Generator:
         torch._dynamo.mark_static_address(self.pad)
         # One graph per decode bucket (and per conversation that shares the process).
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-        if self.device.type == "cuda":
-            torch._inductor.config.coordinate_descent_tuning = True  # tunes the small decode kernels' blocks
 
         def decode(ids: torch.Tensor, slots: torch.Tensor, span: int) -> torch.Tensor:
             return self._forward(ids, slots, span)
