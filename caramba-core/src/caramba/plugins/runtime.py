@@ -28,9 +28,20 @@ from caramba.plugins.registry import KINDS, PLURALS, Entry, Registry
 if TYPE_CHECKING:
     from caramba.manifest.load import Manifest
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Runtime"]
+__all__ = ["ENTRY_POINT_GROUP", "FIRST_PARTY", "PluginInfo", "Runtime", "load_order"]
 
 ENTRY_POINT_GROUP = "caramba"
+
+#: caramba's own plugin distributions. They register before any other distribution, so a
+#: third-party plugin that registers a name they own fails itself, never them.
+FIRST_PARTY: frozenset[str] = frozenset({
+    "caramba-core", "caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels", "caramba-agents",
+})
+
+
+def load_order(ep: discovery.EntryPoint) -> tuple[bool, str, str]:
+    """Plugins passed to the runtime first, then first-party entry points, then the rest, each by name."""
+    return (discovery.normalize(ep.dist.name) not in FIRST_PARTY, ep.name, ep.dist.name)
 
 
 @dataclass
@@ -99,7 +110,7 @@ class Runtime:
     def _autoload(self) -> None:
         only = [p.strip() for p in os.environ.get("CARAMBA_PLUGINS", "").split(",") if p.strip()]
         owners: dict[str, str] = {p.name: "(passed to Runtime)" for p in self.plugins}
-        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=lambda e: (e.name, e.dist.name)):
+        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=load_order):
             info = PluginInfo(name=ep.name, distribution=ep.dist.name, version=ep.dist.version, location=ep.value)
             if ep.name in owners:
                 info.status = "failed"
