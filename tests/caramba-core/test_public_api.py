@@ -31,6 +31,37 @@ def test_all_equals_the_public_names():
     assert caramba.__all__ == sorted(caramba.__all__)
 
 
+def test_version_comes_from_the_installed_distribution():
+    from importlib import metadata
+
+    assert caramba.__version__ == metadata.version("caramba-core")
+
+
+@pytest.mark.parametrize(("version", "pin"), [
+    ("0.1.0", "caramba-core>=0.1,<0.2"), ("0.3.7", "caramba-core>=0.3,<0.4"), ("1.4.2", "caramba-core>=1.4,<2"),
+])
+def test_a_plugin_pins_the_compatible_release_line(version, pin):
+    from caramba.plugins.requirements import api_pin
+
+    assert api_pin(version) == pin
+
+
+def test_first_party_packages_pin_the_release_line_of_this_core():
+    import tomllib
+
+    from caramba.plugins.requirements import api_pin
+
+    line = api_pin(caramba.__version__).removeprefix("caramba-core")
+    for folder in ("caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels", "caramba-agents",
+                   "plugins-template"):
+        pyproject = ROOT / folder / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        first_party = [d for d in deps if d.startswith(("caramba-core", "caramba-layers", "caramba-trainers"))]
+        assert first_party and all(d.endswith(line) for d in first_party), (folder, first_party)
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Runtiem'"):
         caramba.Runtiem  # noqa: B018

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from caramba.manifest import Config, Manifest, PolymorphicConfig, Scope
     from caramba.plugins import Entry, PluginInfo, Registry, Runtime, hookimpl, hookspec
 
-__version__ = "0.1.0"
+    __version__: str
 
 _EXPORTS: dict[str, str] = {
     "CarambaError": "caramba.errors",
@@ -88,6 +88,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # single-sourced: the installed caramba-core distribution's metadata
+        from caramba.plugins.requirements import installed_version
+
+        value = globals()["__version__"] = installed_version("caramba-core")
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'caramba' has no attribute {name!r}")
