@@ -84,8 +84,10 @@ class ExampleTopologyConfig(TopologyConfig, kw_only=True):
     alpha_init: float = 0.0
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        body = super().infer(x, scope)  # the children in order, each reporting its own problems
-        if body is not None and tuple(body) != tuple(x):
+        # The children in order, each reporting its own problems; a child that failed leaves an
+        # unknown width ("?") behind, which agrees with any width, so its mistake is reported once.
+        body = super().infer(x, scope)
+        if not body.agrees(x):
             raise ShapeError(
                 f"the residual body maps {x} to {body}; it must keep the shape to be added to its input",
                 field="layers",

@@ -130,11 +130,13 @@ class AttentionLayerConfig(NodeConfig, kw_only=True):
         return {"k": (g, self.head_dim), "v": (g, self.head_dim)}
 
     # -- NodeConfig ----------------------------------------------------------------------
-    def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
+    def check(self, scope: Scope) -> None:
+        """Heads, groups and RoPE widths, checked when the config decodes (so it never builds wrong)."""
         for problem in self.problems():
             scope.error(*problem)
-        return x
+
+    def infer(self, x: Shape, scope: Scope) -> Shape:
+        return expect_last(x, self.d_model, "d_model")
 
     def problems(self) -> list[tuple[str, str, str]]:
         """Every inconsistency between fields as ``(field, message, hint)``."""

@@ -30,8 +30,7 @@ class SwiGLULayerConfig(NodeConfig, kw_only=True):
     bias: bool = True
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, f = self.d_model, self.d_ff

@@ -54,8 +54,7 @@ class MoELayerConfig(NodeConfig, kw_only=True):
             raise ValueError(f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, f, e = self.d_model, self.d_ff, self.num_experts

@@ -51,8 +51,7 @@ class SSMLayerConfig(NodeConfig, kw_only=True):
         return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else self.dt_rank
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, di, n, r = self.d_model, self.d_inner, self.d_state, self.rank
