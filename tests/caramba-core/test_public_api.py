@@ -15,7 +15,7 @@ import caramba
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     "CarambaError", "CheckpointError", "Config", "Context", "EmbedderConfig", "Entry", "Location", "Manifest",
-    "ManifestError", "NodeConfig", "PluginError", "PluginInfo", "PolymorphicConfig", "Problem", "Registry",
+    "ManifestError", "NodeConfig", "PluginError", "PluginInfo", "PolymorphicConfig", "Problem", "Registrar", "Registry",
     "RegistryError", "RunError", "Runtime", "Scope", "Shape", "ShapeError", "TopologyConfig", "UsageError",
     "__version__", "hookimpl", "hookspec",
 }

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     )
     from caramba.graph import Context, EmbedderConfig, NodeConfig, Shape, ShapeError, TopologyConfig
     from caramba.manifest import Config, Manifest, PolymorphicConfig, Scope
-    from caramba.plugins import Entry, PluginInfo, Registry, Runtime, hookimpl, hookspec
+    from caramba.plugins import Entry, PluginInfo, Registrar, Registry, Runtime, hookimpl, hookspec
 
     __version__: str
 
@@ -51,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "Scope": "caramba.manifest.config",
     "Entry": "caramba.plugins.registry",
     "PluginInfo": "caramba.plugins.runtime",
+    "Registrar": "caramba.plugins.registry",
     "Registry": "caramba.plugins.registry",
     "Runtime": "caramba.plugins.runtime",
     "hookimpl": "caramba.plugins.hooks",
@@ -72,6 +73,7 @@ __all__ = [
     "PluginInfo",
     "PolymorphicConfig",
     "Problem",
+    "Registrar",
     "Registry",
     "RegistryError",
     "RunError",

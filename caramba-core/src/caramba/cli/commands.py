@@ -158,7 +158,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     entry = runtime.get(args.kind, args.name)
     fields = _field_rows(entry.config) if entry.config is not None else []
-    run_config = entry.extras.get("run_config")
+    run_config = entry.run_config
     run_fields = _field_rows(run_config) if run_config is not None else []
     if args.json:
         print(json.dumps({"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "summary": entry.summary,

@@ -155,7 +155,7 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
         entry = runtime.registry("trainer").find(ref) if isinstance(ref, str) else None
         if entry is None:
             continue  # the decoder reports the unknown trainer
-        run_config = entry.extras.get("run_config")
+        run_config = entry.run_config
         for ri, run in enumerate(target["runs"]):
             if not isinstance(run, dict) or run.get("train") is None:
                 continue

@@ -1,7 +1,7 @@
 """Plugins: the hook specifications, the per-kind registries and the runtime that loads them."""
 
 from caramba.plugins.hooks import hookimpl, hookspec
-from caramba.plugins.registry import KINDS, Entry, Registry, UnknownComponent
+from caramba.plugins.registry import KINDS, Entry, Registrar, Registry, UnknownComponent
 from caramba.plugins.runtime import ENTRY_POINT_GROUP, PluginInfo, Runtime
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "KINDS",
     "Entry",
     "PluginInfo",
+    "Registrar",
     "Registry",
     "Runtime",
     "UnknownComponent",

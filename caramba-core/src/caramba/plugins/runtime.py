@@ -23,7 +23,7 @@ import pluggy
 
 from caramba.errors import PluginError
 from caramba.plugins import discovery, hooks
-from caramba.plugins.registry import KINDS, PLURALS, Entry, Registry
+from caramba.plugins.registry import KINDS, PLURALS, Entry, Registrar, Registry
 
 if TYPE_CHECKING:
     from caramba.manifest.load import Manifest
@@ -166,13 +166,8 @@ class Runtime:
                 registry.origins[info.name] = origin
             caller = getattr(self.pm.hook, f"caramba_register_{PLURALS[kind]}")
             for impl in caller.get_hookimpls():
-                if impl.plugin_name != info.name:
-                    continue
-                registry._current_plugin = info.name
-                try:
-                    impl.function(registry=registry)
-                finally:
-                    registry._current_plugin = ""
+                if impl.plugin_name == info.name:
+                    impl.function(registry=Registrar(registry, info.name))
             names = [e.name for e in registry if e.plugin == info.name]
             if names:
                 info.components[kind] = names
