@@ -14,10 +14,19 @@ import caramba
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
-    "CarambaError", "CheckpointError", "Config", "Context", "EmbedderConfig", "Entry", "Location", "Manifest",
-    "ManifestError", "NodeConfig", "PluginError", "PluginInfo", "PolymorphicConfig", "Problem", "Registrar", "Registry",
-    "RegistryError", "RunError", "Runtime", "Scope", "Shape", "ShapeError", "TopologyConfig", "UsageError",
-    "__version__", "hookimpl", "hookspec",
+    # errors
+    "CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem", "RegistryError",
+    "RunError", "UsageError", "did_you_mean",
+    # configs, shapes and the run context
+    "Config", "PolymorphicConfig", "Scope", "NodeConfig", "TopologyConfig", "EmbedderConfig", "BenchmarkConfig",
+    "VerifierConfig", "Shape", "ShapeError", "Dim", "UNKNOWN", "expect_last", "Context", "AuxLoss",
+    # plugins
+    "Runtime", "PluginInfo", "Entry", "Registrar", "Registry", "hookimpl", "hookspec",
+    # the pipeline's base classes and helpers
+    "Manifest", "RunSession", "TargetSession", "Trainer", "RunResult", "Verifier", "VerifyResult", "Benchmark",
+    "BenchmarkResult", "ArtifactWriter", "Sink", "JsonlSink", "atomic_write_bytes", "atomic_write_json",
+    "atomic_write_text", "run_target",
+    "__version__",
 }
 
 
@@ -29,6 +38,14 @@ def test_all_equals_the_public_names():
     public -= {"annotations", "importlib", "TYPE_CHECKING", "Any"}  # the module's own imports
     assert set(caramba.__all__) == public == EXPECTED
     assert caramba.__all__ == sorted(caramba.__all__)
+
+
+def test_the_torch_side_api_is_caramba_nn():
+    import caramba.nn
+
+    assert set(caramba.nn.__all__) == {"NodeModule", "TopologyModule", "Context", "AuxLoss", "KVCacheBase",
+                                       "StaticKVCache", "RecurrentState", "Builder"}
+    assert caramba.nn.Context is caramba.Context
 
 
 def test_version_comes_from_the_installed_distribution():

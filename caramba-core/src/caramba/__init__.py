@@ -22,49 +22,69 @@ if TYPE_CHECKING:
         RegistryError,
         RunError,
         UsageError,
+        did_you_mean,
     )
-    from caramba.graph import Context, EmbedderConfig, NodeConfig, Shape, ShapeError, TopologyConfig
-    from caramba.manifest import Config, Manifest, PolymorphicConfig, Scope
-    from caramba.plugins import Entry, PluginInfo, Registrar, Registry, Runtime, hookimpl, hookspec
+    from caramba.graph.context import AuxLoss, Context
+    from caramba.graph.node import EmbedderConfig, NodeConfig, TopologyConfig
+    from caramba.graph.shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
+    from caramba.manifest.config import Config, PolymorphicConfig, Scope
+    from caramba.manifest.load import Manifest
+    from caramba.manifest.schema import BenchmarkConfig, VerifierConfig
+    from caramba.pipeline.components import (
+        ArtifactWriter,
+        Benchmark,
+        BenchmarkResult,
+        JsonlSink,
+        RunResult,
+        Sink,
+        Trainer,
+        Verifier,
+        VerifyResult,
+    )
+    from caramba.pipeline.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from caramba.pipeline.runner import run_target
+    from caramba.pipeline.session import RunSession, TargetSession
+    from caramba.plugins.hooks import hookimpl, hookspec
+    from caramba.plugins.registry import Entry, Registrar, Registry
+    from caramba.plugins.runtime import PluginInfo, Runtime
 
     __version__: str
 
+# name -> the module that defines it; each loads on first use, so `from caramba import hookimpl`
+# costs pluggy alone. This is the whole torch-free public API; `caramba.nn` is its torch side.
 _EXPORTS: dict[str, str] = {
-    "CarambaError": "caramba.errors",
-    "CheckpointError": "caramba.errors",
-    "Location": "caramba.errors",
-    "ManifestError": "caramba.errors",
-    "PluginError": "caramba.errors",
-    "Problem": "caramba.errors",
-    "RegistryError": "caramba.errors",
-    "RunError": "caramba.errors",
-    "UsageError": "caramba.errors",
-    "Context": "caramba.graph.context",
-    "EmbedderConfig": "caramba.graph.node",
-    "NodeConfig": "caramba.graph.node",
-    "Shape": "caramba.graph.shapes",
-    "ShapeError": "caramba.graph.shapes",
-    "TopologyConfig": "caramba.graph.node",
-    "Config": "caramba.manifest.config",
+    **dict.fromkeys(("CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem",
+                     "RegistryError", "RunError", "UsageError", "did_you_mean"), "caramba.errors"),
+    **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph.context"),
+    **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph.node"),
+    **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph.shapes"),
+    **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest.config"),
     "Manifest": "caramba.manifest.load",
-    "PolymorphicConfig": "caramba.manifest.config",
-    "Scope": "caramba.manifest.config",
-    "Entry": "caramba.plugins.registry",
-    "PluginInfo": "caramba.plugins.runtime",
-    "Registrar": "caramba.plugins.registry",
-    "Registry": "caramba.plugins.registry",
-    "Runtime": "caramba.plugins.runtime",
-    "hookimpl": "caramba.plugins.hooks",
-    "hookspec": "caramba.plugins.hooks",
+    **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest.schema"),
+    **dict.fromkeys(("ArtifactWriter", "Benchmark", "BenchmarkResult", "JsonlSink", "RunResult", "Sink", "Trainer",
+                     "Verifier", "VerifyResult"), "caramba.pipeline.components"),
+    **dict.fromkeys(("atomic_write_bytes", "atomic_write_json", "atomic_write_text"), "caramba.pipeline.files"),
+    "run_target": "caramba.pipeline.runner",
+    **dict.fromkeys(("RunSession", "TargetSession"), "caramba.pipeline.session"),
+    **dict.fromkeys(("hookimpl", "hookspec"), "caramba.plugins.hooks"),
+    **dict.fromkeys(("Entry", "Registrar", "Registry"), "caramba.plugins.registry"),
+    **dict.fromkeys(("PluginInfo", "Runtime"), "caramba.plugins.runtime"),
 }
 
 __all__ = [
+    "ArtifactWriter",
+    "AuxLoss",
+    "Benchmark",
+    "BenchmarkConfig",
+    "BenchmarkResult",
     "CarambaError",
     "CheckpointError",
     "Config",
     "Context",
+    "Dim",
     "EmbedderConfig",
     "Entry",
+    "JsonlSink",
     "Location",
     "Manifest",
     "ManifestError",
@@ -77,15 +97,30 @@ __all__ = [
     "Registry",
     "RegistryError",
     "RunError",
+    "RunResult",
+    "RunSession",
     "Runtime",
     "Scope",
     "Shape",
     "ShapeError",
+    "Sink",
+    "TargetSession",
     "TopologyConfig",
+    "Trainer",
+    "UNKNOWN",
     "UsageError",
+    "Verifier",
+    "VerifierConfig",
+    "VerifyResult",
     "__version__",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "did_you_mean",
+    "expect_last",
     "hookimpl",
     "hookspec",
+    "run_target",
 ]
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph.caches import KVCacheBase, RecurrentState, StaticKVCache
+from caramba import CarambaError
+from caramba.nn import KVCacheBase, RecurrentState, StaticKVCache
 
 __all__ = [
     "CACHE_KINDS",
@@ -224,7 +224,7 @@ def cache_kind(kind: str | CacheKind, runtime: Any = None) -> CacheKind:
         config = entry.config() if entry.config is not None else None
         return entry.load()(config)
     if kind not in CACHE_KINDS:
-        from caramba.errors import did_you_mean
+        from caramba import did_you_mean
 
         raise CarambaError(f"unknown cache kind '{kind}'", hint=did_you_mean(kind, CACHE_KINDS))
     return CACHE_KINDS[kind]()

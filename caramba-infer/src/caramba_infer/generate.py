@@ -19,8 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph.context import Context
+from caramba import CarambaError, Context
 from caramba_infer.caches import CacheKind, SnapshotState, create_caches
 from caramba_infer.sampling import sample_next
 from caramba_infer.specs import GenerateConfig

@@ -25,7 +25,7 @@ from caramba import Scope, Shape, ShapeError
 # <<< layer topology
 # >>> layer
 from caramba import NodeConfig
-from caramba.graph import expect_last
+from caramba import expect_last
 # <<< layer
 # >>> topology
 from caramba import TopologyConfig

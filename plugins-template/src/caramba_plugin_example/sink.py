@@ -11,7 +11,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from caramba.pipeline import Sink
+from caramba import Sink
 
 __all__ = ["ExampleCsvSink"]
 

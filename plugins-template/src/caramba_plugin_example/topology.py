@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from caramba import Context
-from caramba.graph.modules import TopologyModule
+from caramba.nn import TopologyModule
 
 __all__ = ["ExampleTopology"]
 

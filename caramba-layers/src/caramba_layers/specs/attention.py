@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["AttentionLayerConfig", "RopeScaling"]

@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, ShapeError, TopologyConfig, expect_last
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape, ShapeError, TopologyConfig, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "GraphConvLayerConfig", "GraphNodeSpec", "GraphTopologyConfig"]
@@ -227,7 +226,7 @@ def _find_cycle(deps: list[set[int]], done: set[int]) -> list[int]:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    from caramba.errors import did_you_mean
+    from caramba import did_you_mean
 
     return did_you_mean(name, known)
 

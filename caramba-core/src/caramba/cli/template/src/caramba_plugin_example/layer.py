@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from caramba import Context
-from caramba.graph.modules import NodeModule
+from caramba.nn import NodeModule
 
 __all__ = ["ExampleLayer"]
 
