@@ -9,10 +9,10 @@ import typing
 import pytest
 
 import caramba
-from caramba.pipeline.components import RunResult
-from caramba.pipeline.session import RunSession
+from caramba.pipeline._components import RunResult
+from caramba.pipeline._session import RunSession
 from caramba.plugins import hooks
-from caramba.plugins.registry import KINDS, PLURALS, Registrar
+from caramba.plugins._registry import KINDS, PLURALS, Registrar
 
 SPECS = [fn for name, fn in vars(hooks).items() if name.startswith("caramba_") and callable(fn)]
 TYPES = {"Registrar": Registrar, "RunSession": RunSession, "RunResult": RunResult, "Runtime": caramba.Runtime}

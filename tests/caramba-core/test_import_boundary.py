@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from caramba.cli.scaffold import new_plugin
+from caramba.cli._scaffold import new_plugin
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ("caramba", "caramba.nn", "caramba.testing")
@@ -73,8 +73,8 @@ def test_a_new_plugin_imports_only_the_public_api(tmp_path):
 
 
 def test_a_reach_in_is_found(tmp_path):
-    (tmp_path / "bad.py").write_text("from caramba.graph.modules import NodeModule\nfrom caramba import Runtime\n"
+    (tmp_path / "bad.py").write_text("from caramba.graph._modules import NodeModule\nfrom caramba import Runtime\n"
                                      "from caramba import _EXPORTS\nimport caramba_layers.modules.attention\n")
-    assert reach_ins(tmp_path, "mine") == ["bad.py:1  caramba.graph.modules import NodeModule",
+    assert reach_ins(tmp_path, "mine") == ["bad.py:1  caramba.graph._modules import NodeModule",
                                            "bad.py:3  caramba import _EXPORTS",
                                            "bad.py:4  caramba_layers.modules.attention"]

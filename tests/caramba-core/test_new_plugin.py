@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from caramba.cli import main
-from caramba.cli.scaffold import _FENCE as FENCE
-from caramba.cli.scaffold import KIND_FILES, PluginNames, new_plugin, render, template_root
+from caramba.cli._scaffold import _FENCE as FENCE
+from caramba.cli._scaffold import KIND_FILES, PluginNames, new_plugin, render, template_root
 from caramba.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -58,7 +58,7 @@ def test_version_comes_from_the_installed_distribution():
     ("0.1.0", "caramba-core>=0.1,<0.2"), ("0.3.7", "caramba-core>=0.3,<0.4"), ("1.4.2", "caramba-core>=1.4,<2"),
 ])
 def test_a_plugin_pins_the_compatible_release_line(version, pin):
-    from caramba.plugins.requirements import api_pin
+    from caramba.plugins._requirements import api_pin
 
     assert api_pin(version) == pin
 
@@ -66,7 +66,7 @@ def test_a_plugin_pins_the_compatible_release_line(version, pin):
 def test_first_party_packages_pin_the_release_line_of_this_core():
     import tomllib
 
-    from caramba.plugins.requirements import api_pin
+    from caramba.plugins._requirements import api_pin
 
     line = api_pin(caramba.__version__).removeprefix("caramba-core")
     for folder in ("caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels", "caramba-agents",
@@ -96,7 +96,7 @@ def test_error_tree_and_exit_codes():
 
 def test_importing_caramba_imports_neither_torch_nor_the_manifest_loader():
     code = ("import sys, caramba; caramba.hookimpl; caramba.NodeConfig\n"
-            "bad = [m for m in ('torch', 'numpy', 'yaml', 'caramba.manifest.load') if m in sys.modules]\n"
+            "bad = [m for m in ('torch', 'numpy', 'yaml', 'caramba.manifest._load') if m in sys.modules]\n"
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -118,7 +118,7 @@ def test_core_and_a_plugin_authors_code_type_check_under_mypy_strict():
 def test_core_passes_ruff():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
     paths = ["caramba-core/src/caramba", "tests/caramba-core", "benchmarks/cli_cold_start.py"]
-    done = subprocess.run([ruff, "check", "--force-exclude", "--exclude", "caramba-core/src/caramba/cli/scaffold.py",
+    done = subprocess.run([ruff, "check", "--force-exclude", "--exclude", "caramba-core/src/caramba/cli/_scaffold.py",
                            "--exclude", "tests/caramba-core/test_new_plugin.py",
                            "--exclude", "tests/caramba-core/test_plugin_conflict.py", *paths],
                           cwd=ROOT, capture_output=True, text=True)

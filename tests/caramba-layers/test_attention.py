@@ -13,7 +13,7 @@ import caramba
 import caramba_layers.plugin as layers_plugin
 from caramba.errors import CarambaError
 from caramba.graph import NodeConfig
-from caramba.graph.caches import StaticKVCache
+from caramba.graph._caches import StaticKVCache
 from caramba.testing import LayerConformance
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin])

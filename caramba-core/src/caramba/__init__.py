@@ -24,13 +24,13 @@ if TYPE_CHECKING:
         UsageError,
         did_you_mean,
     )
-    from caramba.graph.context import AuxLoss, Context
-    from caramba.graph.node import EmbedderConfig, NodeConfig, TopologyConfig
-    from caramba.graph.shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
-    from caramba.manifest.config import Config, PolymorphicConfig, Scope
-    from caramba.manifest.load import Manifest
-    from caramba.manifest.schema import BenchmarkConfig, VerifierConfig
-    from caramba.pipeline.components import (
+    from caramba.graph._context import AuxLoss, Context
+    from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
+    from caramba.graph._shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
+    from caramba.manifest._config import Config, PolymorphicConfig, Scope
+    from caramba.manifest._load import Manifest
+    from caramba.manifest._schema import BenchmarkConfig, VerifierConfig
+    from caramba.pipeline._components import (
         ArtifactWriter,
         Benchmark,
         BenchmarkResult,
@@ -41,12 +41,12 @@ if TYPE_CHECKING:
         Verifier,
         VerifyResult,
     )
-    from caramba.pipeline.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from caramba.pipeline.runner import run_target
-    from caramba.pipeline.session import RunSession, TargetSession
+    from caramba.pipeline._files import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from caramba.pipeline._runner import run_target
+    from caramba.pipeline._session import RunSession, TargetSession
+    from caramba.plugins._registry import Entry, Registrar, Registry
+    from caramba.plugins._runtime import PluginInfo, Runtime
     from caramba.plugins.hooks import hookimpl, hookspec
-    from caramba.plugins.registry import Entry, Registrar, Registry
-    from caramba.plugins.runtime import PluginInfo, Runtime
 
     __version__: str
 
@@ -55,20 +55,20 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem",
                      "RegistryError", "RunError", "UsageError", "did_you_mean"), "caramba.errors"),
-    **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph.context"),
-    **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph.node"),
-    **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph.shapes"),
-    **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest.config"),
-    "Manifest": "caramba.manifest.load",
-    **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest.schema"),
+    **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph._context"),
+    **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph._node"),
+    **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph._shapes"),
+    **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest._config"),
+    "Manifest": "caramba.manifest._load",
+    **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest._schema"),
     **dict.fromkeys(("ArtifactWriter", "Benchmark", "BenchmarkResult", "JsonlSink", "RunResult", "Sink", "Trainer",
-                     "Verifier", "VerifyResult"), "caramba.pipeline.components"),
-    **dict.fromkeys(("atomic_write_bytes", "atomic_write_json", "atomic_write_text"), "caramba.pipeline.files"),
-    "run_target": "caramba.pipeline.runner",
-    **dict.fromkeys(("RunSession", "TargetSession"), "caramba.pipeline.session"),
+                     "Verifier", "VerifyResult"), "caramba.pipeline._components"),
+    **dict.fromkeys(("atomic_write_bytes", "atomic_write_json", "atomic_write_text"), "caramba.pipeline._files"),
+    "run_target": "caramba.pipeline._runner",
+    **dict.fromkeys(("RunSession", "TargetSession"), "caramba.pipeline._session"),
     **dict.fromkeys(("hookimpl", "hookspec"), "caramba.plugins.hooks"),
-    **dict.fromkeys(("Entry", "Registrar", "Registry"), "caramba.plugins.registry"),
-    **dict.fromkeys(("PluginInfo", "Runtime"), "caramba.plugins.runtime"),
+    **dict.fromkeys(("Entry", "Registrar", "Registry"), "caramba.plugins._registry"),
+    **dict.fromkeys(("PluginInfo", "Runtime"), "caramba.plugins._runtime"),
 }
 
 __all__ = [
@@ -126,7 +126,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # single-sourced: the installed caramba-core distribution's metadata
-        from caramba.plugins.requirements import installed_version
+        from caramba.plugins._requirements import installed_version
 
         value = globals()["__version__"] = installed_version("caramba-core")
         return value

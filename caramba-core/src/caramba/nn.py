@@ -15,10 +15,10 @@ registration module. Everything a plugin needs is in ``caramba.__all__`` or here
 
 from __future__ import annotations
 
-from caramba.graph.build import Builder
-from caramba.graph.caches import KVCacheBase, RecurrentState, StaticKVCache
-from caramba.graph.context import AuxLoss, Context
-from caramba.graph.modules import NodeModule, TopologyModule
+from caramba.graph._build import Builder
+from caramba.graph._caches import KVCacheBase, RecurrentState, StaticKVCache
+from caramba.graph._context import AuxLoss, Context
+from caramba.graph._modules import NodeModule, TopologyModule
 
 __all__ = [
     "AuxLoss",

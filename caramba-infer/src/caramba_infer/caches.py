@@ -3,7 +3,7 @@
 A *cache kind* decides how one attention layer's per-token tensors are stored: a plain
 dtype (``fp32``, ``fp16``, ``bf16``) or block-quantised (``q8_0``, ``q4_0``: ``qblock``
 values share one fp16 scale, as in ggml). Every kind implements the protocol of
-:mod:`caramba.graph.caches`: ``append(**fields)`` returns ``(B, length, *shape)`` views of
+:mod:`caramba.nn`: ``append(**fields)`` returns ``(B, length, *shape)`` views of
 everything stored, ``truncate(n)``, ``reset()``, ``length`` and ``nbytes()``.
 
 Reads come back in the dtype the layer appended (its compute dtype), so a layer never

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, cast
 import pluggy
 
 if TYPE_CHECKING:  # named for type checkers only, so `from caramba import hookimpl` stays cheap
-    from caramba.pipeline.components import RunResult
-    from caramba.pipeline.session import RunSession
-    from caramba.plugins.registry import Registrar
-    from caramba.plugins.runtime import Runtime
+    from caramba.pipeline._components import RunResult
+    from caramba.pipeline._session import RunSession
+    from caramba.plugins._registry import Registrar
+    from caramba.plugins._runtime import Runtime
 
 __all__ = ["Hooks", "hookimpl", "hookspec"]
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from caramba.graph import Context
-from caramba.graph.modules import NodeModule, TopologyModule
+from caramba.graph._modules import NodeModule, TopologyModule
 from caramba.pipeline import Benchmark, BenchmarkResult, RunResult, Trainer, Verifier, VerifyResult
 
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from caramba.errors import Location, Problem, did_you_mean
-from caramba.manifest.config import Config, PolymorphicConfig, Scope
-from caramba.manifest.source import locate, locate_key
+from caramba.manifest._config import Config, PolymorphicConfig, Scope
+from caramba.manifest._source import locate, locate_key
 
 __all__ = ["Decoder", "Kind", "format_path"]
 

@@ -56,12 +56,12 @@ class Scope:
         """Infer ``node``'s output shape for input ``x``; problems are reported, not raised.
 
         After a problem the node's output keeps the input's rank with an unknown
-        (:data:`~caramba.graph.shapes.UNKNOWN`) last dim, so the nodes after it are checked
+        (:data:`~caramba.graph._shapes.UNKNOWN`) last dim, so the nodes after it are checked
         against their own declared widths: one mistake does not cascade, and independent
         mistakes further on are still reported. ``None`` in (a graph input that could not
         be computed) gives ``None`` out.
         """
-        from caramba.graph.shapes import UNKNOWN, Shape, ShapeError
+        from caramba.graph._shapes import UNKNOWN, Shape, ShapeError
 
         sub = self.child(*parts)
         if x is None:

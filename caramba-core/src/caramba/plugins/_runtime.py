@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from caramba.errors import PluginError
-from caramba.plugins import discovery, hooks
-from caramba.plugins.registry import KINDS, PLURALS, Entry, Registrar, Registry
+from caramba.plugins import _discovery as discovery
+from caramba.plugins import hooks
+from caramba.plugins._registry import KINDS, PLURALS, Entry, Registrar, Registry
 
 if TYPE_CHECKING:
-    from caramba.manifest.load import Manifest
+    from caramba.manifest._load import Manifest
 
 __all__ = ["ENTRY_POINT_GROUP", "FIRST_PARTY", "PluginInfo", "Runtime", "load_order"]
 
@@ -211,8 +212,8 @@ class Runtime:
         A requirement fails when the distribution is missing or of the wrong version, and
         also when it is installed but its plugin did not load (failed or blocked here).
         """
-        from caramba.plugins.discovery import normalize
-        from caramba.plugins.requirements import check_requirement, requirement_name
+        from caramba.plugins._discovery import normalize
+        from caramba.plugins._requirements import check_requirement, requirement_name
 
         problems = []
         for req in requires:
@@ -247,7 +248,7 @@ class Runtime:
         Polymorphic bases dispatch on ``type``. Raises :class:`~caramba.ManifestError`.
         """
         from caramba.errors import ManifestError, Problem
-        from caramba.manifest.decode import INVALID, Decoder
+        from caramba.manifest._decode import INVALID, Decoder
 
         problems: list[Problem] = []
         out = Decoder(self, data, problems).decode(data, tp, ())
@@ -257,7 +258,7 @@ class Runtime:
 
     def build(self, node: Any, path: str = "model") -> Any:
         """Build an ``nn.Module`` from a validated node config (imports torch)."""
-        from caramba.graph.build import Builder
+        from caramba.graph._build import Builder
 
         return Builder(self).build(node, path)
 

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from caramba.errors import UsageError
-from caramba.plugins.requirements import api_pin
+from caramba.plugins._requirements import api_pin
 
 __all__ = ["KINDS", "PluginNames", "new_plugin", "render", "template_root"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from caramba.plugins.discovery import find_distribution
+from caramba.plugins._discovery import find_distribution
 
 __all__ = ["api_pin", "check_requirement", "installed_version", "requirement_name"]
 
