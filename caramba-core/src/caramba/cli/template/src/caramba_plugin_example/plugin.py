@@ -19,7 +19,7 @@ from typing import Annotated
 import msgspec
 
 # <<< layer
-from caramba import hookimpl
+from caramba import Registrar, hookimpl
 # >>> layer topology
 from caramba import Scope, Shape, ShapeError
 # <<< layer topology
@@ -104,7 +104,7 @@ class ExampleTopologyConfig(TopologyConfig, kw_only=True):
 
 # >>> layer
 @hookimpl
-def caramba_register_layers(registry) -> None:
+def caramba_register_layers(registry: Registrar) -> None:
     registry.add("ExampleLayer", config=ExampleLayerConfig, factory="caramba_plugin_example.layer:ExampleLayer",
                  summary="low-rank linear map x Aᵀ Bᵀ + b")
 
@@ -112,7 +112,7 @@ def caramba_register_layers(registry) -> None:
 # <<< layer
 # >>> topology
 @hookimpl
-def caramba_register_topologies(registry) -> None:
+def caramba_register_topologies(registry: Registrar) -> None:
     registry.add("ExampleTopology", config=ExampleTopologyConfig,
                  factory="caramba_plugin_example.topology:ExampleTopology",
                  summary="gated residual x + α·f(x) over its children")
@@ -121,7 +121,7 @@ def caramba_register_topologies(registry) -> None:
 # <<< topology
 # >>> sink
 @hookimpl
-def caramba_register_sinks(registry) -> None:
+def caramba_register_sinks(registry: Registrar) -> None:
     # Sinks are named in a manifest's defaults.logging.sinks and take no config struct.
     registry.add("example_csv", factory="caramba_plugin_example.sink:ExampleCsvSink",
                  summary="metrics as rows of metrics.csv (step, phase, name, value)")
