@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from caramba.graph._shapes import UNKNOWN, Shape, ShapeError
+
 __all__ = ["Config", "PolymorphicConfig", "Scope"]
 
 
@@ -61,8 +63,6 @@ class Scope:
         mistakes further on are still reported. ``None`` in (a graph input that could not
         be computed) gives ``None`` out.
         """
-        from caramba.graph._shapes import UNKNOWN, Shape, ShapeError
-
         sub = self.child(*parts)
         if x is None:
             return None

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from caramba.errors import PluginError
+from caramba.errors import ManifestError, PluginError, Problem, UsageError, did_you_mean
 from caramba.plugins import _discovery as discovery
 from caramba.plugins import hooks
 from caramba.plugins._registry import KINDS, PLURALS, Entry, Registrar, Registry
+from caramba.plugins._requirements import check_requirement, requirement_name
 
 if TYPE_CHECKING:
     from caramba.manifest._load import Manifest
@@ -188,8 +189,6 @@ class Runtime:
         try:
             return self.registries[kind]
         except KeyError:
-            from caramba.errors import UsageError, did_you_mean
-
             raise UsageError(f"unknown component kind '{kind}'", hint=did_you_mean(kind, KINDS)) from None
 
     def get(self, kind: str, name: str) -> Entry:
@@ -212,16 +211,13 @@ class Runtime:
         A requirement fails when the distribution is missing or of the wrong version, and
         also when it is installed but its plugin did not load (failed or blocked here).
         """
-        from caramba.plugins._discovery import normalize
-        from caramba.plugins._requirements import check_requirement, requirement_name
-
         problems = []
         for req in requires:
             msg = check_requirement(req)
             if msg is None:
-                name = normalize(requirement_name(req))
+                name = discovery.normalize(requirement_name(req))
                 for p in self.plugins:
-                    if p.status != "loaded" and p.distribution and normalize(p.distribution) == name:
+                    if p.status != "loaded" and p.distribution and discovery.normalize(p.distribution) == name:
                         msg = f"{req} is installed but its plugin '{p.name}' is {p.status}" + (
                             f": {p.reason}" if p.reason else "")
                         break
@@ -230,6 +226,8 @@ class Runtime:
         return problems
 
     # -- manifests -----------------------------------------------------------------------
+    # The manifest and graph stages sit below the runtime; they are imported on first use
+    # only because the YAML loader and the builder would otherwise cost every `caramba plugins`.
     def load_manifest(self, path: str, overrides: Sequence[str] = ()) -> Manifest:
         """Parse, lower and validate a manifest file; raises :class:`~caramba.ManifestError`."""
         from caramba.manifest import load_manifest
@@ -247,7 +245,6 @@ class Runtime:
 
         Polymorphic bases dispatch on ``type``. Raises :class:`~caramba.ManifestError`.
         """
-        from caramba.errors import ManifestError, Problem
         from caramba.manifest._decode import INVALID, Decoder
 
         problems: list[Problem] = []
