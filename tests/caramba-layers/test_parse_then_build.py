@@ -8,6 +8,7 @@ from small ranges where most combinations are wrong.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,3 +83,19 @@ def test_the_strategies_reach_both_sides():
 
     count()
     assert accepted >= 5 and rejected >= 5, (accepted, rejected)
+
+
+@pytest.mark.parametrize(("fields", "field"), [
+    ({"type": "MoELayer", "d_model": 8, "d_ff": 8, "num_experts": 2, "top_k": 3}, "top_k"),
+    ({"type": "SSMLayer", "d_model": 8, "dt_min": 0.2, "dt_max": 0.1}, "dt_min"),
+    ({"type": "Conv2dLayer", "in_channels": 3, "out_channels": 4, "kernel_size": 3, "groups": 2}, "groups"),
+    ({"type": "RNNLayer", "input_size": 4, "hidden_size": 4, "dropout": 0.1}, "dropout"),
+    ({"type": "GraphConvLayer", "in_features": 4, "out_features": 4, "heads": 2}, "heads"),
+    ({"type": "AttentionLayer", "d_model": 8, "n_heads": 2,
+      "rope_scaling": {"rope_type": "llama3", "low_freq_factor": 4.0, "high_freq_factor": 1.0}},
+     "rope_scaling.high_freq_factor"),
+])
+def test_a_field_invariant_fails_the_parse_at_its_field(fields, field):
+    with pytest.raises(caramba.ManifestError) as err:
+        RT.parse(NodeConfig, fields)
+    assert [p.path for p in err.value.problems] == [field]

@@ -44,9 +44,9 @@ class RopeScaling(Config, kw_only=True):
     mscale_all_dim: float | None = None
     truncate: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.rope_type == "llama3" and self.high_freq_factor <= self.low_freq_factor:
-            raise ValueError("rope_scaling.high_freq_factor must be larger than low_freq_factor")
+            scope.error("high_freq_factor", "high_freq_factor must be larger than low_freq_factor")
 
 
 class AttentionLayerConfig(NodeConfig, kw_only=True):

@@ -42,9 +42,9 @@ class GraphConvLayerConfig(NodeConfig, kw_only=True):
     dropout: Probability = 0.0
     adj_key: str = "adj"
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.kind == "gcn" and self.heads != 1:
-            raise ValueError("heads applies to kind: gat; a gcn layer has one")
+            scope.error("heads", "heads applies to kind: gat; a gcn layer has one")
 
     @property
     def out_dim(self) -> int:

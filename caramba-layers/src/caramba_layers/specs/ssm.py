@@ -37,9 +37,9 @@ class SSMLayerConfig(NodeConfig, kw_only=True):
     bias: bool = False
     conv_bias: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.dt_min > self.dt_max:
-            raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
+            scope.error("dt_min", f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
 
     @property
     def d_inner(self) -> int:
