@@ -27,10 +27,11 @@ def test_the_entry_point_names_the_plugin_module():
     }
 
 
-def test_caramba_core_is_pinned_to_one_major():
+def test_caramba_core_is_pinned_to_one_compatible_release_line():
+    # 0.Y.z releases keep the plugin API of 0.Y; from 1.0 on, X.y.z keep that of X.
     [pin] = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("caramba-core")]
-    low, high = re.fullmatch(r"caramba-core>=(\d+)\.\d+,<(\d+)", pin).groups()
-    assert int(high) == int(low) + 1
+    major, minor, upper = re.fullmatch(r"caramba-core>=(\d+)\.(\d+),<([\d.]+)", pin).groups()
+    assert upper == (f"0.{int(minor) + 1}" if major == "0" else str(int(major) + 1))
 
 
 def test_registers_its_components_under_its_own_name():

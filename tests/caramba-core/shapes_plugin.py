@@ -12,7 +12,7 @@ from typing import Annotated
 
 import msgspec
 
-from caramba import NodeConfig, Scope, Shape, ShapeError, TopologyConfig, hookimpl
+from caramba import NodeConfig, Scope, Shape, TopologyConfig, hookimpl
 from caramba.graph import expect_last
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
@@ -26,16 +26,19 @@ class HeadsConfig(NodeConfig, kw_only=True):
     n_kv_heads: PositiveInt | None = None
     rope: bool = False
 
-    def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
+    def check(self, scope: Scope) -> None:
         if self.d_model % self.n_heads:
-            raise ShapeError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}", field="n_heads")
+            scope.error("n_heads", f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+            return
         kv = self.n_kv_heads or self.n_heads
         if self.n_heads % kv:
-            raise ShapeError(f"n_heads {self.n_heads} is not a multiple of n_kv_heads {kv}", field="n_kv_heads",
-                             hint="each key/value head serves a whole group of query heads")
+            scope.error("n_kv_heads", f"n_heads {self.n_heads} is not a multiple of n_kv_heads {kv}",
+                        "each key/value head serves a whole group of query heads")
         if self.rope and (self.d_model // self.n_heads) % 2:
-            raise ShapeError(f"RoPE needs an even head dim, got {self.d_model // self.n_heads}", field="rope")
+            scope.error("rope", f"RoPE needs an even head dim, got {self.d_model // self.n_heads}")
+
+    def infer(self, x: Shape, scope: Scope) -> Shape:
+        expect_last(x, self.d_model, "d_model")
         return x
 
 
@@ -44,7 +47,7 @@ class ResidualConfig(TopologyConfig, kw_only=True):
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
         y = super().infer(x, scope)
-        if y is not None and y != x:
+        if y is not None and not y.agrees(x):
             scope.error("layers", f"a residual body must keep the shape: {x} became {y}",
                         "end the body with a layer back to the input width")
         return x

@@ -264,7 +264,7 @@ def test_dry_run_on_meta_builds_the_system_and_agrees_with_num_params(toy_cli, c
 def test_show_lists_a_trainers_per_run_train_fields(capsys, monkeypatch) -> None:
     import json
 
-    import caramba.cli.commands as commands
+    import caramba.cli._commands as commands
     from caramba import Runtime
     from caramba.cli import main
     from caramba.testing import toy

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import caramba
-from caramba.manifest.source import load_text, to_plain
-from caramba.pipeline.runner import plan
+from caramba.manifest._source import load_text, to_plain
+from caramba.pipeline._runner import plan
 
 HERE = Path(__file__).parent
 BASE_TEXT = (HERE / "malformed" / "_base.yml").read_text()

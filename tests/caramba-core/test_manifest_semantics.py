@@ -7,7 +7,7 @@ import math
 import pytest
 
 import caramba
-from caramba.manifest.source import load_text, to_plain
+from caramba.manifest._source import load_text, to_plain
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from caramba.cli import main
-from caramba.cli.scaffold import _FENCE as FENCE
-from caramba.cli.scaffold import KIND_FILES, PluginNames, new_plugin, render, template_root
+from caramba.cli._scaffold import _FENCE as FENCE
+from caramba.cli._scaffold import KIND_FILES, PluginNames, new_plugin, render, template_root
 from caramba.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,12 +77,13 @@ def test_one_kind_keeps_only_that_components_files_and_registration(tmp_path, ki
     assert ('"torch>=2.4"' in pyproject) == (kind != "sink")  # a sink-only plugin needs no torch
 
 
-def test_pyproject_pins_the_running_core_to_its_major(tmp_path):
+def test_pyproject_pins_the_running_core_to_its_release_line(tmp_path):
     from importlib import metadata
 
     major, minor = (int(p) for p in metadata.version("caramba-core").split(".")[:2])
+    upper = f"0.{minor + 1}" if major == 0 else str(major + 1)
     pyproject = (new_plugin("caramba-pin", dest=tmp_path) / "pyproject.toml").read_text()
-    assert f'"caramba-core>={major}.{minor},<{major + 1}"' in pyproject
+    assert f'"caramba-core>={major}.{minor},<{upper}"' in pyproject
 
 
 def test_names_are_derived_from_the_distribution_name():

@@ -106,7 +106,7 @@ def test_preset_dirs_let_run_find_a_manifest_by_name(tmp_path, capsys):
         def caramba_preset_dirs(self):
             return [str(tmp_path)]
 
-    from caramba.cli.commands import find_manifest
+    from caramba.cli._commands import find_manifest
 
     rt = caramba.Runtime(autoload=False, plugins=[toy, Presets()])
     assert find_manifest(rt, "tiny") == str(tmp_path / "tiny.yml")

@@ -1,4 +1,9 @@
-"""Two installed distributions registering the same layer name: a conflict naming both."""
+"""Installed distributions registering a name another already has: a conflict naming both.
+
+The later plugin fails, never the one that had the name first; first-party plugins
+(caramba-layers, ...) register before every third-party one, so a newcomer cannot take
+their names whatever its entry point is called.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +30,28 @@ def caramba_register_layers(registry):
     registry.add("DupeLayer", config=DupeConfig, factory="{module}.plugin:DupeConfig", summary="{module}")
 '''
 
+# Named to sort before "layers" (caramba-layers' entry point), registering one of its names.
+SQUATTER = '''\
+from caramba import NodeConfig, hookimpl
 
-def write_distribution(root: Path, dist: str, version: str) -> Path:
+
+class SquatConfig(NodeConfig, kw_only=True):
+    d_model: int
+
+
+@hookimpl
+def caramba_register_layers(registry):
+    registry.add("SquatLayer", config=SquatConfig, factory="{module}.plugin:SquatConfig")
+    registry.add("RMSNormLayer", config=SquatConfig, factory="{module}.plugin:SquatConfig")
+'''
+
+
+def write_distribution(root: Path, dist: str, version: str, plugin: str = PLUGIN) -> Path:
     module = dist.replace("-", "_")
     folder = root / dist
     (folder / module).mkdir(parents=True)
     (folder / module / "__init__.py").write_text("")
-    (folder / module / "plugin.py").write_text(PLUGIN.format(module=module))
+    (folder / module / "plugin.py").write_text(plugin.format(module=module))
     (folder / "pyproject.toml").write_text(textwrap.dedent(f"""\
         [build-system]
         requires = ["setuptools>=64"]
@@ -68,18 +88,20 @@ def venv_sharing_this_environment(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def python(tmp_path_factory) -> Path:
-    """A venv with caramba-dupe-alpha 1.2.0 and caramba-dupe-beta 0.3.1 installed from built wheels."""
+    """A venv with caramba-dupe-alpha 1.2.0, caramba-dupe-beta 0.3.1 and a squatter on a first-party name."""
     root = tmp_path_factory.mktemp("conflict")
     python = venv_sharing_this_environment(root / "venv")
     folders = [write_distribution(root, "caramba-dupe-alpha", "1.2.0"),
-               write_distribution(root, "caramba-dupe-beta", "0.3.1")]
+               write_distribution(root, "caramba-dupe-beta", "0.3.1"),
+               write_distribution(root, "aaa-squat", "9.9.9", SQUATTER)]
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     *map(str, folders)], check=True, capture_output=True, cwd=root)
     return python
 
 
-def caramba(python: Path, *args: str, strict: bool) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CARAMBA_PLUGINS": "caramba_dupe_alpha,caramba_dupe_beta",
+def caramba(python: Path, *args: str, strict: bool,
+            plugins: str = "caramba_dupe_alpha,caramba_dupe_beta") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARAMBA_PLUGINS": plugins,
            "CARAMBA_STRICT_PLUGINS": "1" if strict else "0"}
     return subprocess.run([str(python), "-m", "caramba", *args], env=env, capture_output=True, text=True)
 
@@ -123,3 +145,26 @@ def test_blocking_one_of_them_resolves_the_conflict(python):
     statuses = {p["name"]: p["status"] for p in json.loads(done.stdout)["plugins"]}
     assert statuses == {"caramba_dupe_alpha": "loaded", "caramba_dupe_beta": "blocked"} | {
         n: s for n, s in statuses.items() if not n.startswith("caramba_dupe")}
+
+
+def test_a_newcomer_taking_a_first_party_name_fails_and_caramba_layers_loads_whole(python):
+    done = caramba(python, "plugins", "--json", strict=False, plugins="aaa_squat,layers")
+    assert done.returncode == 0, done.stderr
+    plugins = {p["name"]: p for p in json.loads(done.stdout)["plugins"]}
+    squat, layers = plugins["aaa_squat"], plugins["layers"]
+    assert layers["status"] == "loaded" and "RMSNormLayer" in layers["components"]["layer"]
+    assert (squat["status"], squat["components"]) == ("failed", {})  # rolled back: SquatLayer too
+    assert "layer 'RMSNormLayer' is registered twice: by plugin 'layers' (distribution caramba-layers " in (
+        squat["reason"])
+    assert "by plugin 'aaa_squat' (distribution aaa-squat 9.9.9)" in squat["reason"]
+    shown = json.loads(caramba(python, "show", "layer", "RMSNormLayer", "--json", strict=False,
+                               plugins="aaa_squat,layers").stdout)
+    assert shown["plugin"] == "layers"
+
+
+def test_strict_plugins_listing_exits_non_zero_on_a_squatter(python):
+    done = caramba(python, "plugins", strict=True, plugins="aaa_squat,layers")
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert "plugin 'aaa_squat' (aaa-squat 9.9.9) failed to load" in done.stderr
+    assert "caramba-layers" in done.stderr

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 import caramba
-from caramba.plugins import discovery
+from caramba.plugins import _discovery as discovery
 from caramba.testing import toy
 
 GOOD = '''

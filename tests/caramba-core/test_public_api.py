@@ -14,10 +14,19 @@ import caramba
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
-    "CarambaError", "CheckpointError", "Config", "Context", "EmbedderConfig", "Entry", "Location", "Manifest",
-    "ManifestError", "NodeConfig", "PluginError", "PluginInfo", "PolymorphicConfig", "Problem", "Registry",
-    "RegistryError", "RunError", "Runtime", "Scope", "Shape", "ShapeError", "TopologyConfig", "UsageError",
-    "__version__", "hookimpl", "hookspec",
+    # errors
+    "CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem", "RegistryError",
+    "RunError", "UsageError", "did_you_mean",
+    # configs, shapes and the run context
+    "Config", "PolymorphicConfig", "Scope", "NodeConfig", "TopologyConfig", "EmbedderConfig", "BenchmarkConfig",
+    "VerifierConfig", "Shape", "ShapeError", "Dim", "UNKNOWN", "expect_last", "Context", "AuxLoss",
+    # plugins
+    "Runtime", "PluginInfo", "Entry", "Registrar", "Registry", "hookimpl", "hookspec",
+    # the pipeline's base classes and helpers
+    "Manifest", "RunSession", "TargetSession", "Trainer", "RunResult", "Verifier", "VerifyResult", "Benchmark",
+    "BenchmarkResult", "ArtifactWriter", "Sink", "JsonlSink", "atomic_write_bytes", "atomic_write_json",
+    "atomic_write_text", "run_target",
+    "__version__",
 }
 
 
@@ -29,6 +38,45 @@ def test_all_equals_the_public_names():
     public -= {"annotations", "importlib", "TYPE_CHECKING", "Any"}  # the module's own imports
     assert set(caramba.__all__) == public == EXPECTED
     assert caramba.__all__ == sorted(caramba.__all__)
+
+
+def test_the_torch_side_api_is_caramba_nn():
+    import caramba.nn
+
+    assert set(caramba.nn.__all__) == {"NodeModule", "TopologyModule", "Context", "AuxLoss", "KVCacheBase",
+                                       "StaticKVCache", "RecurrentState", "Builder"}
+    assert caramba.nn.Context is caramba.Context
+
+
+def test_version_comes_from_the_installed_distribution():
+    from importlib import metadata
+
+    assert caramba.__version__ == metadata.version("caramba-core")
+
+
+@pytest.mark.parametrize(("version", "pin"), [
+    ("0.1.0", "caramba-core>=0.1,<0.2"), ("0.3.7", "caramba-core>=0.3,<0.4"), ("1.4.2", "caramba-core>=1.4,<2"),
+])
+def test_a_plugin_pins_the_compatible_release_line(version, pin):
+    from caramba.plugins._requirements import api_pin
+
+    assert api_pin(version) == pin
+
+
+def test_first_party_packages_pin_the_release_line_of_this_core():
+    import tomllib
+
+    from caramba.plugins._requirements import api_pin
+
+    line = api_pin(caramba.__version__).removeprefix("caramba-core")
+    for folder in ("caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels", "caramba-agents",
+                   "plugins-template"):
+        pyproject = ROOT / folder / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        first_party = [d for d in deps if d.startswith(("caramba-core", "caramba-layers", "caramba-trainers"))]
+        assert first_party and all(d.endswith(line) for d in first_party), (folder, first_party)
 
 
 def test_unknown_attribute_is_an_attribute_error():
@@ -48,7 +96,7 @@ def test_error_tree_and_exit_codes():
 
 def test_importing_caramba_imports_neither_torch_nor_the_manifest_loader():
     code = ("import sys, caramba; caramba.hookimpl; caramba.NodeConfig\n"
-            "bad = [m for m in ('torch', 'numpy', 'yaml', 'caramba.manifest.load') if m in sys.modules]\n"
+            "bad = [m for m in ('torch', 'numpy', 'yaml', 'caramba.manifest._load') if m in sys.modules]\n"
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -70,7 +118,7 @@ def test_core_and_a_plugin_authors_code_type_check_under_mypy_strict():
 def test_core_passes_ruff():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
     paths = ["caramba-core/src/caramba", "tests/caramba-core", "benchmarks/cli_cold_start.py"]
-    done = subprocess.run([ruff, "check", "--force-exclude", "--exclude", "caramba-core/src/caramba/cli/scaffold.py",
+    done = subprocess.run([ruff, "check", "--force-exclude", "--exclude", "caramba-core/src/caramba/cli/_scaffold.py",
                            "--exclude", "tests/caramba-core/test_new_plugin.py",
                            "--exclude", "tests/caramba-core/test_plugin_conflict.py", *paths],
                           cwd=ROOT, capture_output=True, text=True)

@@ -25,7 +25,7 @@ class ScaleConfig(NodeConfig, kw_only=True):
 
 
 @hookimpl
-def caramba_register_layers(registry: caramba.Registry) -> None:
+def caramba_register_layers(registry: caramba.Registrar) -> None:
     registry.add("ScaleLayer", config=ScaleConfig, factory="my_pkg.scale:ScaleLayer", summary="per-channel scale")
 
 

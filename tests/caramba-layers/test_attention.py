@@ -13,7 +13,7 @@ import caramba
 import caramba_layers.plugin as layers_plugin
 from caramba.errors import CarambaError
 from caramba.graph import NodeConfig
-from caramba.graph.caches import StaticKVCache
+from caramba.graph._caches import StaticKVCache
 from caramba.testing import LayerConformance
 
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin])
@@ -241,10 +241,19 @@ def test_gradcheck(fields):
 # -- validation -------------------------------------------------------------------------------
 
 def problems(**fields):
+    """Field invariants fail the decode; a config that decodes is then shape-checked on a width-16 input."""
+    try:
+        config = RT.parse(NodeConfig, {"type": "AttentionLayer", **fields})
+    except caramba.ManifestError as err:
+        return [(p.path.rsplit(".", 1)[-1], p.message) for p in err.problems]
     out = []
-    config = RT.parse(NodeConfig, {"type": "AttentionLayer", **fields})
     caramba.Scope(lambda path, msg, hint: out.append((path[-1], msg))).infer(config, caramba.Shape("B", "T", 16))
     return out
+
+
+def test_head_and_group_invariants_fail_the_decode_so_a_parsed_config_always_builds():
+    with pytest.raises(caramba.ManifestError, match=r"n_kv_heads  n_kv_heads \(3\) does not divide n_heads \(4\)"):
+        RT.parse(NodeConfig, {"type": "AttentionLayer", "d_model": 16, "n_heads": 4, "n_kv_heads": 3})
 
 
 def test_validation_names_the_field_at_fault():

@@ -12,7 +12,7 @@ from torch import nn
 from caramba.errors import CarambaError, ManifestError
 from caramba.graph import Context, NodeConfig, Shape
 from caramba.manifest import Scope
-from caramba.manifest.decode import format_path
+from caramba.manifest._decode import format_path
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance, TopologyConformance
 from caramba_layers import plugin

@@ -36,7 +36,7 @@ MANIFEST = textwrap.dedent("""\
 # The real `caramba validate` code path, with the plugin set pinned (toy pipeline + layers).
 VALIDATE = textwrap.dedent("""\
     import sys
-    import caramba.cli.commands as commands
+    import caramba.cli._commands as commands
     import caramba_layers.plugin
     from caramba.cli import main
     from caramba.plugins import Runtime

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from caramba.graph import Context, NodeConfig
-from caramba.graph.caches import RecurrentState
+from caramba.graph._caches import RecurrentState
 from caramba.plugins import Runtime
 from caramba.testing import LayerConformance
 from caramba_layers import plugin

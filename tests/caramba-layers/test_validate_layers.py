@@ -62,6 +62,28 @@ def test_width_mismatch(tmp_path):
                for p in found), found
 
 
+def test_an_upstream_width_error_still_lets_independent_errors_below_it_be_reported(tmp_path):
+    found = problems(tmp_path, """\
+        - type: RMSNormLayer        # input is 32 wide: a width error
+          d_model: 24
+        - type: AttentionLayer      # a GQA error, whatever its input
+          d_model: 32
+          n_heads: 4
+          n_kv_heads: 3
+        - type: RMSNormLayer        # attention outputs its declared 32: a second, independent width error
+          d_model: 40
+        """)
+    path = f"{tmp_path}/bad.yml"
+    assert found == [
+        f"{path}:18:22  {PREFIX}[0].d_model  input width is 32 but d_model is 24  "
+        "(set d_model: 32, or change the layer before it to output 24)",
+        f"{path}:22:25  {PREFIX}[1].n_kv_heads  n_kv_heads (3) does not divide n_heads (4)  "
+        "(each key/value head serves n_heads / n_kv_heads query heads)",
+        f"{path}:24:22  {PREFIX}[2].d_model  input width is 32 but d_model is 40  "
+        "(set d_model: 32, or change the layer before it to output 40)",
+    ]
+
+
 def test_heads_that_do_not_divide_d_model_and_kv_heads_that_do_not_divide_heads(tmp_path):
     found = problems(tmp_path, """\
         - type: AttentionLayer

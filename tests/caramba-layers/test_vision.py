@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import caramba
-from caramba.pipeline.session import TargetSession
+from caramba.pipeline._session import TargetSession
 
 MANIFEST = """
 version: 2

@@ -198,7 +198,7 @@ def test_blockwise_resume_mid_block_continues_exactly(teacher_dir: Path, tmp_pat
     rt = Runtime()
     run_target(rt, rt.load_manifest_text(text, filename="a.json"), "tiny", root=tmp_path / "straight")
 
-    from caramba.pipeline import session as session_module
+    from caramba.pipeline import _session as session_module
 
     real_log = session_module.RunSession.log
 

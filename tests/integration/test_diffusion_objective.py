@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import caramba
-from caramba.pipeline.session import TargetSession
+from caramba.pipeline._session import TargetSession
 
 MANIFEST = """
 version: 2

@@ -78,7 +78,7 @@ def test_every_target_validates_and_prints_its_plan(name: str, capsys: pytest.Ca
 
 
 def test_a_preset_is_found_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from caramba.cli.commands import find_manifest
+    from caramba.cli._commands import find_manifest
 
     monkeypatch.chdir(tmp_path)
     found = Path(find_manifest(caramba.Runtime(), "vit"))

@@ -22,48 +22,69 @@ if TYPE_CHECKING:
         RegistryError,
         RunError,
         UsageError,
+        did_you_mean,
     )
-    from caramba.graph import Context, EmbedderConfig, NodeConfig, Shape, ShapeError, TopologyConfig
-    from caramba.manifest import Config, Manifest, PolymorphicConfig, Scope
-    from caramba.plugins import Entry, PluginInfo, Registry, Runtime, hookimpl, hookspec
+    from caramba.graph._context import AuxLoss, Context
+    from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
+    from caramba.graph._shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
+    from caramba.manifest._config import Config, PolymorphicConfig, Scope
+    from caramba.manifest._load import Manifest
+    from caramba.manifest._schema import BenchmarkConfig, VerifierConfig
+    from caramba.pipeline._components import (
+        ArtifactWriter,
+        Benchmark,
+        BenchmarkResult,
+        JsonlSink,
+        RunResult,
+        Sink,
+        Trainer,
+        Verifier,
+        VerifyResult,
+    )
+    from caramba.pipeline._files import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from caramba.pipeline._runner import run_target
+    from caramba.pipeline._session import RunSession, TargetSession
+    from caramba.plugins._registry import Entry, Registrar, Registry
+    from caramba.plugins._runtime import PluginInfo, Runtime
+    from caramba.plugins.hooks import hookimpl, hookspec
 
-__version__ = "0.1.0"
+    __version__: str
 
+# name -> the module that defines it; each loads on first use, so `from caramba import hookimpl`
+# costs pluggy alone. This is the whole torch-free public API; `caramba.nn` is its torch side.
 _EXPORTS: dict[str, str] = {
-    "CarambaError": "caramba.errors",
-    "CheckpointError": "caramba.errors",
-    "Location": "caramba.errors",
-    "ManifestError": "caramba.errors",
-    "PluginError": "caramba.errors",
-    "Problem": "caramba.errors",
-    "RegistryError": "caramba.errors",
-    "RunError": "caramba.errors",
-    "UsageError": "caramba.errors",
-    "Context": "caramba.graph.context",
-    "EmbedderConfig": "caramba.graph.node",
-    "NodeConfig": "caramba.graph.node",
-    "Shape": "caramba.graph.shapes",
-    "ShapeError": "caramba.graph.shapes",
-    "TopologyConfig": "caramba.graph.node",
-    "Config": "caramba.manifest.config",
-    "Manifest": "caramba.manifest.load",
-    "PolymorphicConfig": "caramba.manifest.config",
-    "Scope": "caramba.manifest.config",
-    "Entry": "caramba.plugins.registry",
-    "PluginInfo": "caramba.plugins.runtime",
-    "Registry": "caramba.plugins.registry",
-    "Runtime": "caramba.plugins.runtime",
-    "hookimpl": "caramba.plugins.hooks",
-    "hookspec": "caramba.plugins.hooks",
+    **dict.fromkeys(("CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem",
+                     "RegistryError", "RunError", "UsageError", "did_you_mean"), "caramba.errors"),
+    **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph._context"),
+    **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph._node"),
+    **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph._shapes"),
+    **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest._config"),
+    "Manifest": "caramba.manifest._load",
+    **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest._schema"),
+    **dict.fromkeys(("ArtifactWriter", "Benchmark", "BenchmarkResult", "JsonlSink", "RunResult", "Sink", "Trainer",
+                     "Verifier", "VerifyResult"), "caramba.pipeline._components"),
+    **dict.fromkeys(("atomic_write_bytes", "atomic_write_json", "atomic_write_text"), "caramba.pipeline._files"),
+    "run_target": "caramba.pipeline._runner",
+    **dict.fromkeys(("RunSession", "TargetSession"), "caramba.pipeline._session"),
+    **dict.fromkeys(("hookimpl", "hookspec"), "caramba.plugins.hooks"),
+    **dict.fromkeys(("Entry", "Registrar", "Registry"), "caramba.plugins._registry"),
+    **dict.fromkeys(("PluginInfo", "Runtime"), "caramba.plugins._runtime"),
 }
 
 __all__ = [
+    "ArtifactWriter",
+    "AuxLoss",
+    "Benchmark",
+    "BenchmarkConfig",
+    "BenchmarkResult",
     "CarambaError",
     "CheckpointError",
     "Config",
     "Context",
+    "Dim",
     "EmbedderConfig",
     "Entry",
+    "JsonlSink",
     "Location",
     "Manifest",
     "ManifestError",
@@ -72,22 +93,43 @@ __all__ = [
     "PluginInfo",
     "PolymorphicConfig",
     "Problem",
+    "Registrar",
     "Registry",
     "RegistryError",
     "RunError",
+    "RunResult",
+    "RunSession",
     "Runtime",
     "Scope",
     "Shape",
     "ShapeError",
+    "Sink",
+    "TargetSession",
     "TopologyConfig",
+    "Trainer",
+    "UNKNOWN",
     "UsageError",
+    "Verifier",
+    "VerifierConfig",
+    "VerifyResult",
     "__version__",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "did_you_mean",
+    "expect_last",
     "hookimpl",
     "hookspec",
+    "run_target",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # single-sourced: the installed caramba-core distribution's metadata
+        from caramba.plugins._requirements import installed_version
+
+        value = globals()["__version__"] = installed_version("caramba-core")
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'caramba' has no attribute {name!r}")

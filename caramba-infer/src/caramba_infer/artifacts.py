@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from caramba.pipeline import ArtifactWriter, atomic_write_bytes, atomic_write_json, atomic_write_text
+from caramba import ArtifactWriter, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 __all__ = ["CSV_COLUMNS", "CsvWriter", "PlotWriter", "SummaryWriter", "TableWriter", "rows_of", "summarise"]
 

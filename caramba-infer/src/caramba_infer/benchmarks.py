@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from caramba.pipeline import Benchmark, BenchmarkResult
+from caramba import Benchmark, BenchmarkResult
 from caramba_infer.caches import analytic_kv_bytes_per_token, cache_kind, cached_modules
 from caramba_infer.evaluation import (
     PeakMemory,

@@ -3,7 +3,7 @@
 A *cache kind* decides how one attention layer's per-token tensors are stored: a plain
 dtype (``fp32``, ``fp16``, ``bf16``) or block-quantised (``q8_0``, ``q4_0``: ``qblock``
 values share one fp16 scale, as in ggml). Every kind implements the protocol of
-:mod:`caramba.graph.caches`: ``append(**fields)`` returns ``(B, length, *shape)`` views of
+:mod:`caramba.nn`: ``append(**fields)`` returns ``(B, length, *shape)`` views of
 everything stored, ``truncate(n)``, ``reset()``, ``length`` and ``nbytes()``.
 
 Reads come back in the dtype the layer appended (its compute dtype), so a layer never
@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph.caches import KVCacheBase, RecurrentState, StaticKVCache
+from caramba import CarambaError
+from caramba.nn import KVCacheBase, RecurrentState, StaticKVCache
 
 __all__ = [
     "CACHE_KINDS",
@@ -252,7 +252,7 @@ def cache_kind(kind: str | CacheKind, runtime: Any = None) -> CacheKind:
         config = entry.config() if entry.config is not None else None
         return entry.load()(config)
     if kind not in CACHE_KINDS:
-        from caramba.errors import did_you_mean
+        from caramba import did_you_mean
 
         raise CarambaError(f"unknown cache kind '{kind}'", hint=did_you_mean(kind, CACHE_KINDS))
     return CACHE_KINDS[kind]()

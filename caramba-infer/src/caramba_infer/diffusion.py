@@ -25,8 +25,7 @@ from typing import Any
 
 import torch
 
-from caramba.errors import RunError
-from caramba.pipeline import ArtifactWriter, Benchmark, BenchmarkResult, atomic_write_bytes, atomic_write_text
+from caramba import ArtifactWriter, Benchmark, BenchmarkResult, RunError, atomic_write_bytes, atomic_write_text
 from caramba_infer.evaluation import dataset
 
 __all__ = ["COLUMNS", "DiffusionSamples", "DiffusionSamplesWriter", "mmd2_unbiased", "nn_distances"]

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.manifest.schema import BenchmarkConfig
+from caramba import BenchmarkConfig
 
 __all__ = ["DiffusionSamplesConfig"]
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.errors import RunError
+from caramba import RunError
 from caramba_infer.generate import lm_logits
 
 __all__ = [

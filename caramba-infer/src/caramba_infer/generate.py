@@ -33,8 +33,8 @@ import msgspec
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph.context import Context, DecodeStep
+from caramba import CarambaError, Context
+from caramba.nn import DecodeStep
 from caramba_infer.caches import CacheKind, SnapshotState, cached_modules, create_caches
 from caramba_infer.sampling import sample_next
 from caramba_infer.specs import GenerateConfig

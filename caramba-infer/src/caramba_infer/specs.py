@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.manifest import Config
-from caramba.manifest.schema import BenchmarkConfig, VerifierConfig
+from caramba import BenchmarkConfig, Config, VerifierConfig
 
 __all__ = [
     "CacheKindConfig",

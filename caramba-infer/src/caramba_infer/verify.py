@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import RunError
-from caramba.pipeline import RunResult, Verifier, VerifyResult
+from caramba import RunError, RunResult, Verifier, VerifyResult
 from caramba_infer.caches import cached_modules
 from caramba_infer.evaluation import ByteTokenizer, dataset, device_of, held_out_batches, nll_sum, ppl
 from caramba_infer.generate import Generator, lm_logits

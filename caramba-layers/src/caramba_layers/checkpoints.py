@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from caramba.errors import CheckpointError
+from caramba import CheckpointError
 
 __all__ = ["load_tokenizer", "locate", "open_checkpoint"]
 

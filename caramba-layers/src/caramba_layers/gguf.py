@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from caramba.errors import CheckpointError
+from caramba import CheckpointError
 
 __all__ = ["GGUFCheckpoint", "permute_rope_rows", "read_gguf", "unpermute_rope_rows"]
 

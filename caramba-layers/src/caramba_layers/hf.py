@@ -19,9 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CheckpointError
-from caramba.graph.modules import NodeModule, TopologyModule
-from caramba.pipeline import atomic_write_bytes, atomic_write_json
+from caramba import CheckpointError, atomic_write_bytes, atomic_write_json
+from caramba.nn import NodeModule, TopologyModule
 from caramba_layers.modules.attention import AttentionLayer
 from caramba_layers.modules.basic import DropoutLayer, LinearLayer
 from caramba_layers.modules.embedders import TokenEmbedder
@@ -180,7 +179,7 @@ def build_from_hf_config(hf: dict[str, Any], runtime: Any = None, *, device: Any
     """Build (without weights) the ``system.language_model`` an HF ``config.json`` describes."""
     import caramba_layers.plugin
     from caramba import Runtime
-    from caramba.graph import Builder
+    from caramba.nn import Builder
     from caramba_layers.specs.language_model import LanguageModelConfig
 
     runtime = runtime or Runtime(autoload=False, plugins=[caramba_layers.plugin])

@@ -28,8 +28,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from caramba.errors import CheckpointError
-from caramba.pipeline import atomic_write_json
+from caramba import CheckpointError, atomic_write_json
 
 __all__ = [
     "Checkpoint",

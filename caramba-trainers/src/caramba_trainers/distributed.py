@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from caramba.errors import RunError
+from caramba import RunError
 
 __all__ = ["Distributed", "fsdp_blocks"]
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CheckpointError, RunError
+from caramba import CheckpointError, RunError
 from caramba_trainers.checkpoint import find_latest, load_checkpoint
 
 __all__ = ["load_init_checkpoint", "resolve_target_checkpoint", "save_lora_adapters"]
@@ -49,7 +49,7 @@ def resolve_target_checkpoint(session: Any, ref: str) -> Path:
     root = Path(session.target_dir).parent.parent  # <artifacts root>/<manifest name>/<target>
     folder = Path(session.target_dir).parent / name / "runs" / run_id / "checkpoints"
     if find_latest(folder) is None:
-        from caramba.pipeline.runner import run_target
+        from caramba import run_target
 
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would start the same run at once
             raise RunError(f"init_checkpoint '{ref}': target '{name}' has no checkpoint yet", path=_field(session),
@@ -93,7 +93,7 @@ def save_lora_adapters(model: nn.Module, run_dir: Path) -> Path | None:
     """``<run_dir>/adapters`` (adapter.safetensors + adapter.json) when the model has LoRA adapters."""
     if not getattr(model, "lora_modules", None):
         return None
-    from caramba_layers.modules.lora import save_adapters
+    from caramba_layers import save_adapters
 
     return save_adapters(model, Path(run_dir) / "adapters")
 

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CheckpointError, RunError
-from caramba.graph import Context
+from caramba import CheckpointError, Context, RunError
 from caramba_trainers.checkpoint import Checkpoint, save_checkpoint, set_rng_state
 from caramba_trainers.distributed import Distributed
 

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from caramba.errors import RunError
-from caramba.graph import Context
+from caramba import Context, RunError
 
 __all__ = ["ClassificationCE", "DiffusionEps", "MSE", "NextTokenCE", "NodeClassification", "Objective"]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from caramba.errors import PluginError
-from caramba.pipeline import Sink
+from caramba import PluginError, Sink
 
 __all__ = ["HDF5Sink", "TensorBoardSink", "WandbSink"]
 

@@ -26,9 +26,7 @@ from typing import Any
 
 import torch
 
-from caramba.errors import RunError
-from caramba.graph import Context
-from caramba.pipeline import RunResult, Trainer
+from caramba import Context, RunError, RunResult, Trainer
 from caramba_trainers.checkpoint import find_latest, list_checkpoints
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.init import load_init_checkpoint, save_lora_adapters
@@ -45,7 +43,7 @@ from caramba_trainers.loop import (
 from caramba_trainers.optim import build_optimizer, build_schedule
 from caramba_trainers.specs import TrainConfig
 
-__all__ = ["StandardTrainer", "clean_partial_checkpoints"]
+__all__ = ["StandardTrainer", "TrainingRun", "clean_partial_checkpoints"]
 
 
 def clean_partial_checkpoints(root: Path) -> None:
@@ -64,13 +62,16 @@ class StandardTrainer(Trainer):
         train: TrainConfig = session.run.train or TrainConfig()
         dist = Distributed.setup(train.distributed_strategy, train.distributed_backend, train.device)
         try:
-            return _Run(session, train, dist).execute()
+            return TrainingRun(session, train, dist).execute()
         finally:
             dist.close()
 
 
-class _Run:
-    """One run's state; ``execute`` reads top to bottom as the docstring above."""
+class TrainingRun:
+    """One run's state; ``execute`` reads top to bottom as the docstring above.
+
+    Other trainers of this package extend it (the upcycle trainer's global fine-tuning phase).
+    """
 
     def __init__(self, session: Any, train: TrainConfig, dist: Distributed) -> None:
         self.session = session

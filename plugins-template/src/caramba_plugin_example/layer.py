@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from caramba import Context
-from caramba.graph.modules import NodeModule
+from caramba.nn import NodeModule
+from caramba_plugin_example.plugin import ExampleLayerConfig
 
 __all__ = ["ExampleLayer"]
 
@@ -19,7 +20,7 @@ __all__ = ["ExampleLayer"]
 class ExampleLayer(NodeModule):
     """``y = x Aᵀ Bᵀ + b``: ``A`` projects down to ``rank`` features, ``B`` back up to ``d_out``."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: ExampleLayerConfig) -> None:
         super().__init__(config)  # keeps the validated config as self.config
         self.down = nn.Parameter(torch.empty(config.rank, config.d_in))  # A: (r, d_in)
         self.up = nn.Parameter(torch.empty(config.d_out, config.rank))  # B: (d_out, r)

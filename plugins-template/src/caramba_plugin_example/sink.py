@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
-
-from caramba.pipeline import Sink
+from caramba import RunSession, Sink
 
 __all__ = ["ExampleCsvSink"]
 
@@ -19,7 +17,7 @@ HEADER = ("run_id", "step", "phase", "name", "value")
 
 
 class ExampleCsvSink(Sink):
-    def __init__(self, config: Any = None, *, session: Any) -> None:
+    def __init__(self, config: None = None, *, session: RunSession) -> None:
         self.run_id = session.run.id
         self.path = Path(session.run_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)

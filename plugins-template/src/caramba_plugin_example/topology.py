@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from caramba import Context
-from caramba.graph.modules import TopologyModule
+from caramba.nn import TopologyModule
+from caramba_plugin_example.plugin import ExampleTopologyConfig
 
 __all__ = ["ExampleTopology"]
 
@@ -18,7 +19,7 @@ __all__ = ["ExampleTopology"]
 class ExampleTopology(TopologyModule):
     """``y = x + α · f(x)``, ``f`` the children in order (ReZero, Bachlechner et al. 2020)."""
 
-    def __init__(self, config, children: list[nn.Module]) -> None:
+    def __init__(self, config: ExampleTopologyConfig, children: list[nn.Module]) -> None:
         super().__init__(config, children)
         self.alpha = nn.Parameter(torch.tensor(float(config.alpha_init)))
 

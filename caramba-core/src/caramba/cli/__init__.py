@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.plugin_opts = [*args.global_plugin_opts, *getattr(args, "plugin_opts", [])]
-    from caramba.cli import commands
+    from caramba.cli import _commands as commands
 
     try:
         return int(getattr(commands, "cmd_" + args.command.replace("-", "_"))(args))

@@ -14,9 +14,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from caramba.manifest.config import Config, PolymorphicConfig, Scope
-    from caramba.manifest.load import Manifest, load_manifest, load_manifest_text
-    from caramba.manifest.schema import (
+    from caramba.manifest._config import Config, PolymorphicConfig, Scope
+    from caramba.manifest._load import Manifest, load_manifest, load_manifest_text
+    from caramba.manifest._schema import (
         BenchmarkConfig,
         ComponentSpec,
         ExperimentTarget,
@@ -42,16 +42,16 @@ __all__ = [
     "load_manifest_text",
 ]
 
-# Names load on first use: a plugin's config module imports ``caramba.manifest.config``
+# Names load on first use: a plugin's config module imports ``caramba.manifest._config``
 # without paying for the YAML loader and the decoder.
 _EXPORTS: dict[str, str] = {
-    "Config": "caramba.manifest.config",
-    "PolymorphicConfig": "caramba.manifest.config",
-    "Scope": "caramba.manifest.config",
-    "Manifest": "caramba.manifest.load",
-    "load_manifest": "caramba.manifest.load",
-    "load_manifest_text": "caramba.manifest.load",
-    **{name: "caramba.manifest.schema" for name in (
+    "Config": "caramba.manifest._config",
+    "PolymorphicConfig": "caramba.manifest._config",
+    "Scope": "caramba.manifest._config",
+    "Manifest": "caramba.manifest._load",
+    "load_manifest": "caramba.manifest._load",
+    "load_manifest_text": "caramba.manifest._load",
+    **{name: "caramba.manifest._schema" for name in (
         "BenchmarkConfig", "ComponentSpec", "ExperimentTarget", "ManifestSpec", "ProcessTarget", "RunSpec",
         "VerifierConfig")},
 }

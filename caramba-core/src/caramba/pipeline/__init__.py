@@ -1,6 +1,6 @@
 """The pipeline: sessions, the per-kind base classes plugins implement, and the runner."""
 
-from caramba.pipeline.components import (
+from caramba.pipeline._components import (
     ArtifactWriter,
     Benchmark,
     BenchmarkResult,
@@ -11,9 +11,9 @@ from caramba.pipeline.components import (
     Verifier,
     VerifyResult,
 )
-from caramba.pipeline.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from caramba.pipeline.runner import plan, run_target
-from caramba.pipeline.session import RunSession, TargetSession
+from caramba.pipeline._files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from caramba.pipeline._runner import plan, run_target
+from caramba.pipeline._session import RunSession, TargetSession
 
 __all__ = [
     "ArtifactWriter",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from caramba.graph import Context, NodeConfig, Shape
-from caramba.manifest.config import Scope
+from caramba.manifest._config import Scope
 from caramba.plugins import Runtime
 
 __all__ = ["LayerConformance", "NodeConformance", "TopologyConformance"]

@@ -22,7 +22,7 @@ import msgspec
 
 from caramba.graph import NodeConfig, Shape, TopologyConfig, expect_last
 from caramba.manifest import Config, Scope
-from caramba.manifest.schema import BenchmarkConfig, VerifierConfig
+from caramba.manifest._schema import BenchmarkConfig, VerifierConfig
 from caramba.plugins import hookimpl
 
 _M = "caramba.testing.toy_modules"

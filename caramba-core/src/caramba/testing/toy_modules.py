@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from caramba.graph import Context
-from caramba.graph.modules import NodeModule, TopologyModule
+from caramba.graph._modules import NodeModule, TopologyModule
 from caramba.pipeline import Benchmark, BenchmarkResult, RunResult, Trainer, Verifier, VerifyResult
 
 
@@ -84,7 +84,7 @@ class ToyTrainer(Trainer):
 
     def run(self, session: Any) -> RunResult:
         run = session.run
-        train = run.train or session.runtime.get("trainer", "trainer.toy").extras["run_config"]()
+        train = run.train or session.runtime.get("trainer", "trainer.toy").run_config()
         torch.manual_seed(run.seed)
         model = session.build_system()
         data = session.create("dataset", session.target.data)

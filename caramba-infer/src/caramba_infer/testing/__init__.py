@@ -16,8 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.manifest import Config
-from caramba.plugins import hookimpl
+from caramba import Config, hookimpl
 
 __all__ = ["PairTrainerConfig", "TextDataConfig", "TinyLMConfig"]
 

@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.graph.context import Context
-from caramba.graph.modules import NodeModule
-from caramba.pipeline import RunResult, Trainer
+from caramba import Context, RunResult, Trainer
+from caramba.nn import NodeModule
 
 
 def rope(x: torch.Tensor, positions: torch.Tensor, base: float) -> torch.Tensor:

@@ -24,9 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule
+from caramba import CarambaError, Context
+from caramba.nn import NodeModule
 from caramba_layers.modules.rope import RotaryEmbedding
 
 __all__ = ["AttentionLayer"]

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule
+from caramba import Context
+from caramba.nn import NodeModule
 
 __all__ = ["Conv2dLayer", "DenseLayer", "RNNLayer", "activation"]
 

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
+from caramba import CarambaError, Context
 
 __all__ = ["DiffusionDenoiser", "NoiseSchedule", "ddim_sample", "ddpm_sample", "timestep_embedding"]
 

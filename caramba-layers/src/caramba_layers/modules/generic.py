@@ -8,8 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
+from caramba import CarambaError, Context
 from caramba_layers.modules.dense import DenseLayer
 from caramba_layers.modules.graph import GraphConvLayer
 from caramba_layers.specs.dense import DenseLayerConfig

@@ -11,9 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule, TopologyModule
+from caramba import CarambaError, Context
+from caramba.nn import NodeModule, TopologyModule
 
 __all__ = ["GraphConvLayer", "GraphTopology", "normalized_adjacency", "with_self_loops"]
 

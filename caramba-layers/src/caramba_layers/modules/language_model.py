@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.graph import Context
+from caramba import Context
 from caramba_layers.specs.language_model import head_index
 
 __all__ = ["LanguageModel"]

@@ -22,10 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.errors import CarambaError, CheckpointError
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule
-from caramba.pipeline import atomic_write_bytes, atomic_write_json
+from caramba import CarambaError, CheckpointError, Context, atomic_write_bytes, atomic_write_json
+from caramba.nn import NodeModule
 
 __all__ = [
     "ADAPTER_CONFIG",

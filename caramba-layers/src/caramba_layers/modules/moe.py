@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule
+from caramba import Context
+from caramba.nn import NodeModule
 
 __all__ = ["MoELayer", "route"]
 

@@ -5,7 +5,7 @@ Per channel ``c`` and state ``n``: ``h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t``,
 (``(a1, u1) ∘ (a2, u2) = (a1 a2, a2 u1 + u2)``) and :func:`selective_scan` evaluates it
 with a Hillis–Steele scan: ``ceil(log2 T)`` tensor steps instead of ``T`` Python steps.
 Decoding carries ``{"conv": last d_conv-1 inputs, "ssm": h}`` in a
-:class:`~caramba.graph.caches.RecurrentState`, so any split of a sequence into calls
+:class:`~caramba.nn.RecurrentState`, so any split of a sequence into calls
 gives the same output as one call.
 """
 
@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.graph import Context
-from caramba.graph.modules import NodeModule
+from caramba import Context
+from caramba.nn import NodeModule
 
 __all__ = ["SSMLayer", "selective_scan", "sequential_scan"]
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import torch
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
-from caramba.graph.modules import TopologyModule
+from caramba import CarambaError, Context
+from caramba.nn import TopologyModule
 
 __all__ = [
     "BranchingTopology",

@@ -10,8 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CarambaError
-from caramba.graph import Context
+from caramba import CarambaError, Context
 
 __all__ = ["ImageClassifier"]
 

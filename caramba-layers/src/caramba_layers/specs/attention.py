@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["AttentionLayerConfig", "RopeScaling"]
@@ -45,9 +44,9 @@ class RopeScaling(Config, kw_only=True):
     mscale_all_dim: float | None = None
     truncate: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.rope_type == "llama3" and self.high_freq_factor <= self.low_freq_factor:
-            raise ValueError("rope_scaling.high_freq_factor must be larger than low_freq_factor")
+            scope.error("high_freq_factor", "high_freq_factor must be larger than low_freq_factor")
 
 
 class AttentionLayerConfig(NodeConfig, kw_only=True):
@@ -130,11 +129,13 @@ class AttentionLayerConfig(NodeConfig, kw_only=True):
         return {"k": (g, self.head_dim), "v": (g, self.head_dim)}
 
     # -- NodeConfig ----------------------------------------------------------------------
-    def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
+    def check(self, scope: Scope) -> None:
+        """Heads, groups and RoPE widths, checked when the config decodes (so it never builds wrong)."""
         for problem in self.problems():
             scope.error(*problem)
-        return x
+
+    def infer(self, x: Shape, scope: Scope) -> Shape:
+        return expect_last(x, self.d_model, "d_model")
 
     def problems(self) -> list[tuple[str, str, str]]:
         """Every inconsistency between fields as ``(field, message, hint)``."""

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["DropoutLayerConfig", "LinearLayerConfig"]

@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, ShapeError, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, ShapeError, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "Conv2dLayerConfig", "DenseLayerConfig", "RNNLayerConfig"]
@@ -57,14 +56,14 @@ class Conv2dLayerConfig(NodeConfig, kw_only=True):
     bias: bool = True
     padding_mode: Literal["zeros", "reflect", "replicate", "circular"] = "zeros"
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
-                             f"must be divisible by groups ({self.groups})")
+            scope.error("groups", f"in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                        f"must be divisible by groups ({self.groups})")
         if isinstance(self.padding, list) and len(self.padding) != 2:
-            raise ValueError("padding must be an int, a pair [h, w], 'same' or 'valid'")
+            scope.error("padding", "padding must be an int, a pair [h, w], 'same' or 'valid'")
         if self.padding == "same" and _pair(self.stride) != (1, 1):
-            raise ValueError("padding: same needs stride 1 (as in torch.nn.Conv2d)")
+            scope.error("padding", "padding: same needs stride 1 (as in torch.nn.Conv2d)")
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
         if x.rank not in (3, 4):
@@ -110,13 +109,14 @@ class RNNLayerConfig(NodeConfig, kw_only=True):
     bidirectional: bool = False
     proj_size: NonNegative = 0
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.proj_size and self.cell_type != "lstm":
-            raise ValueError("proj_size is only supported by cell_type: lstm")
+            scope.error("proj_size", "proj_size is only supported by cell_type: lstm")
         if self.dropout and self.num_layers == 1:
-            raise ValueError("dropout acts between stacked layers; it needs num_layers > 1")
+            scope.error("dropout", "dropout acts between stacked layers; it needs num_layers > 1")
         if self.proj_size >= self.hidden_size:
-            raise ValueError(f"proj_size ({self.proj_size}) must be smaller than hidden_size ({self.hidden_size})")
+            scope.error("proj_size", f"proj_size ({self.proj_size}) must be smaller than hidden_size "
+                        f"({self.hidden_size})")
 
     @property
     def out_features(self) -> int:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.manifest import Config, Scope
+from caramba import Config, Scope
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "DiffusionDenoiserConfig"]

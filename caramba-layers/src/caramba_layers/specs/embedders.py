@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import EmbedderConfig, Shape, ShapeError
-from caramba.manifest import Scope
+from caramba import EmbedderConfig, Scope, Shape, ShapeError
 from caramba_layers.specs import Component
 
 __all__ = ["PatchEmbedderConfig", "TokenEmbedderConfig"]

@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape
 from caramba_layers.specs import Component
 from caramba_layers.specs.lora import LoRAConfig
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from caramba.manifest import Config
+from caramba import Config
 from caramba_layers.specs import Component
 
 __all__ = ["GGUFCheckpointConfig"]

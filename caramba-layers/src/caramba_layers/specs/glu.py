@@ -10,8 +10,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["ACTIVATION_ALIASES", "GLULayerConfig", "SwiGLULayerConfig"]
@@ -30,8 +29,7 @@ class SwiGLULayerConfig(NodeConfig, kw_only=True):
     bias: bool = True
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, f = self.d_model, self.d_ff

@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, ShapeError, TopologyConfig, expect_last
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape, ShapeError, TopologyConfig, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "GraphConvLayerConfig", "GraphNodeSpec", "GraphTopologyConfig"]
@@ -43,9 +42,9 @@ class GraphConvLayerConfig(NodeConfig, kw_only=True):
     dropout: Probability = 0.0
     adj_key: str = "adj"
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.kind == "gcn" and self.heads != 1:
-            raise ValueError("heads applies to kind: gat; a gcn layer has one")
+            scope.error("heads", "heads applies to kind: gat; a gcn layer has one")
 
     @property
     def out_dim(self) -> int:
@@ -227,7 +226,7 @@ def _find_cycle(deps: list[set[int]], done: set[int]) -> list[int]:
 
 
 def _suggest(name: str, known: set[str]) -> str:
-    from caramba.errors import did_you_mean
+    from caramba import did_you_mean
 
     return did_you_mean(name, known)
 

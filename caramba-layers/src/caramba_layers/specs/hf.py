@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from caramba.errors import CheckpointError
-from caramba.manifest import Config
+from caramba import CheckpointError, Config
 from caramba_layers.specs import Component
 
 __all__ = ["HFCheckpointConfig", "hf_config_from_model", "model_config_from_hf"]

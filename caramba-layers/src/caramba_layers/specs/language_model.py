@@ -14,8 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import EmbedderConfig, NodeConfig, Shape
-from caramba.manifest import Config, Scope
+from caramba import Config, EmbedderConfig, NodeConfig, Scope, Shape
 from caramba_layers.specs import Component
 from caramba_layers.specs.basic import LinearLayerConfig
 from caramba_layers.specs.embedders import TokenEmbedderConfig

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Config, Scope
+from caramba import Config, NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "LoRAConfig", "LoRALinearLayerConfig"]

@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "MoELayerConfig"]
@@ -49,13 +48,12 @@ class MoELayerConfig(NodeConfig, kw_only=True):
     router_z_loss_weight: NonNegativeFloat = 0.0
     capacity_factor: Annotated[float, msgspec.Meta(gt=0.0)] | None = None
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.top_k > self.num_experts:
-            raise ValueError(f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
+            scope.error("top_k", f"top_k ({self.top_k}) cannot exceed num_experts ({self.num_experts})")
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, f, e = self.d_model, self.d_ff, self.num_experts

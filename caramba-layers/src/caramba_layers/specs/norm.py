@@ -6,8 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["LayerNormLayerConfig", "RMSNormLayerConfig"]
@@ -23,8 +22,7 @@ class LayerNormLayerConfig(NodeConfig, kw_only=True):
     eps: Eps = 1e-5
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         return 2 * self.d_model
@@ -38,8 +36,7 @@ class RMSNormLayerConfig(NodeConfig, kw_only=True):
     elementwise_affine: bool = True
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         return self.d_model if self.elementwise_affine else 0

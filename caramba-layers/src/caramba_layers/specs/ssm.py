@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from caramba.graph import NodeConfig, Shape, expect_last
-from caramba.manifest import Scope
+from caramba import NodeConfig, Scope, Shape, expect_last
 from caramba_layers.specs import Component
 
 __all__ = ["COMPONENTS", "SSMLayerConfig"]
@@ -38,9 +37,9 @@ class SSMLayerConfig(NodeConfig, kw_only=True):
     bias: bool = False
     conv_bias: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self, scope: Scope) -> None:
         if self.dt_min > self.dt_max:
-            raise ValueError(f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
+            scope.error("dt_min", f"dt_min ({self.dt_min}) must not exceed dt_max ({self.dt_max})")
 
     @property
     def d_inner(self) -> int:
@@ -51,8 +50,7 @@ class SSMLayerConfig(NodeConfig, kw_only=True):
         return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else self.dt_rank
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        expect_last(x, self.d_model, "d_model")
-        return x
+        return expect_last(x, self.d_model, "d_model")
 
     def num_params(self) -> int:
         d, di, n, r = self.d_model, self.d_inner, self.d_state, self.rank

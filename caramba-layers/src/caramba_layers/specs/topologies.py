@@ -16,8 +16,7 @@ from typing import Annotated
 
 import msgspec
 
-from caramba.graph import Shape, ShapeError, TopologyConfig
-from caramba.manifest import Scope
+from caramba import Scope, Shape, ShapeError, TopologyConfig
 from caramba_layers.specs import Component
 
 __all__ = [

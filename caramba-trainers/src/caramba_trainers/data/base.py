@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from caramba.errors import CarambaError
+from caramba import CarambaError
 
 __all__ = ["ArrayDataset", "BlockDataset", "Dataset", "rng_for", "split_indices"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from caramba.errors import CarambaError
+from caramba import CarambaError
 from caramba_trainers.data.base import Dataset, _check_split, rng_for
 from caramba_trainers.data.supervised import load_npy
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from caramba.errors import CarambaError
-from caramba.pipeline import atomic_write_bytes
+from caramba import CarambaError, atomic_write_bytes
 from caramba_trainers.data.base import BlockDataset
 from caramba_trainers.data.tokenizers import ByteTokenizer, checkpoint_tokenizer, train_bpe
 

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from caramba.pipeline import atomic_write_text
+from caramba import atomic_write_text
 
 __all__ = ["BPETokenizer", "ByteTokenizer", "checkpoint_tokenizer", "train_bpe"]
 
@@ -74,8 +74,8 @@ def train_bpe(*, texts: list[str], vocab_size: int, cache_dir: str | Path) -> BP
 
 def checkpoint_tokenizer(uri: str) -> BPETokenizer:
     """The tokenizer a pretrained checkpoint carries (``tokenizer.json`` or the GGUF's own)."""
-    from caramba.errors import CheckpointError
-    from caramba_layers.checkpoints import load_tokenizer
+    from caramba import CheckpointError
+    from caramba_layers import load_tokenizer
 
     tok = load_tokenizer(uri)
     if tok is None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from caramba.errors import CarambaError
+from caramba import CarambaError
 from caramba_trainers.data.base import BlockDataset
 
 __all__ = ["TokenDataset", "open_tokens"]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from caramba.graph import Context
+from caramba import Context
 
 __all__ = ["TeacherCache", "block_input", "block_loss", "steps_per_block"]
 

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from caramba.manifest import Config, Scope
+from caramba import Config, Scope
 from caramba_trainers.specs import TrainConfig
 
 __all__ = ["UpcycleTrainConfig", "UpcycleTrainerConfig"]

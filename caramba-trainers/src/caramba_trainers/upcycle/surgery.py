@@ -32,10 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CheckpointError
-from caramba_layers.hf import LlamaLayout, llama_layout
-from caramba_layers.modules.attention import AttentionLayer
-from caramba_layers.modules.rope import inv_frequencies
+from caramba import CheckpointError
+from caramba_layers import AttentionLayer, LlamaLayout, inv_frequencies, llama_layout
 
 __all__ = ["SurgeryReport", "geometric_rope_base", "transplant"]
 

@@ -24,16 +24,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import CheckpointError, RunError
-from caramba.graph import Context
-from caramba.pipeline import RunResult, Trainer
-from caramba_layers.checkpoints import open_checkpoint
-from caramba_layers.hf import llama_layout
+from caramba import CheckpointError, Context, RunError, RunResult, Trainer
+from caramba_layers import llama_layout, open_checkpoint
 from caramba_trainers.checkpoint import find_latest, save_checkpoint, set_rng_state
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import Precision, evaluate, optimizer_step, to_device
 from caramba_trainers.optim import build_optimizer, build_schedule
-from caramba_trainers.standard import _Run, clean_partial_checkpoints
+from caramba_trainers.standard import TrainingRun, clean_partial_checkpoints
 from caramba_trainers.upcycle.blockwise import TeacherCache, block_input, block_loss, steps_per_block
 from caramba_trainers.upcycle.specs import UpcycleTrainConfig
 from caramba_trainers.upcycle.surgery import transplant
@@ -282,7 +279,7 @@ class DistillObjective:
         return total, metrics
 
 
-class GlobalRun(_Run):
+class GlobalRun(TrainingRun):
     """The standard trainer's loop on the whole student, starting from the previous phase."""
 
     def __init__(self, session: Any, train: UpcycleTrainConfig, dist: Distributed) -> None:

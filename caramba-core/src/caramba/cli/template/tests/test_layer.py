@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from caramba import Context, ManifestError, NodeConfig
-from caramba.pipeline.runner import run_target
+from caramba import run_target
 from caramba.testing import LayerConformance
 
 from caramba_plugin_example import plugin

@@ -6,7 +6,7 @@ import csv
 import json
 from types import SimpleNamespace
 
-from caramba.pipeline.runner import run_target
+from caramba import run_target
 
 from caramba_plugin_example.sink import ExampleCsvSink
 

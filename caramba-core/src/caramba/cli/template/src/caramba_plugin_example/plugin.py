@@ -19,13 +19,13 @@ from typing import Annotated
 import msgspec
 
 # <<< layer
-from caramba import hookimpl
+from caramba import Registrar, hookimpl
 # >>> layer topology
 from caramba import Scope, Shape, ShapeError
 # <<< layer topology
 # >>> layer
 from caramba import NodeConfig
-from caramba.graph import expect_last
+from caramba import expect_last
 # <<< layer
 # >>> topology
 from caramba import TopologyConfig
@@ -84,8 +84,10 @@ class ExampleTopologyConfig(TopologyConfig, kw_only=True):
     alpha_init: float = 0.0
 
     def infer(self, x: Shape, scope: Scope) -> Shape:
-        body = super().infer(x, scope)  # the children in order, each reporting its own problems
-        if body is not None and tuple(body) != tuple(x):
+        # The children in order, each reporting its own problems; a child that failed leaves an
+        # unknown width ("?") behind, which agrees with any width, so its mistake is reported once.
+        body = super().infer(x, scope)
+        if not body.agrees(x):
             raise ShapeError(
                 f"the residual body maps {x} to {body}; it must keep the shape to be added to its input",
                 field="layers",
@@ -102,7 +104,7 @@ class ExampleTopologyConfig(TopologyConfig, kw_only=True):
 
 # >>> layer
 @hookimpl
-def caramba_register_layers(registry) -> None:
+def caramba_register_layers(registry: Registrar) -> None:
     registry.add("ExampleLayer", config=ExampleLayerConfig, factory="caramba_plugin_example.layer:ExampleLayer",
                  summary="low-rank linear map x Aᵀ Bᵀ + b")
 
@@ -110,7 +112,7 @@ def caramba_register_layers(registry) -> None:
 # <<< layer
 # >>> topology
 @hookimpl
-def caramba_register_topologies(registry) -> None:
+def caramba_register_topologies(registry: Registrar) -> None:
     registry.add("ExampleTopology", config=ExampleTopologyConfig,
                  factory="caramba_plugin_example.topology:ExampleTopology",
                  summary="gated residual x + α·f(x) over its children")
@@ -119,7 +121,7 @@ def caramba_register_topologies(registry) -> None:
 # <<< topology
 # >>> sink
 @hookimpl
-def caramba_register_sinks(registry) -> None:
+def caramba_register_sinks(registry: Registrar) -> None:
     # Sinks are named in a manifest's defaults.logging.sinks and take no config struct.
     registry.add("example_csv", factory="caramba_plugin_example.sink:ExampleCsvSink",
                  summary="metrics as rows of metrics.csv (step, phase, name, value)")

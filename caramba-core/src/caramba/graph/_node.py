@@ -12,8 +12,8 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from caramba.graph.shapes import Shape
-from caramba.manifest.config import PolymorphicConfig, Scope
+from caramba.graph._shapes import Shape
+from caramba.manifest._config import PolymorphicConfig, Scope
 
 __all__ = ["EmbedderConfig", "NodeConfig", "TopologyConfig"]
 

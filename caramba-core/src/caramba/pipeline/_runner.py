@@ -22,9 +22,9 @@ import yaml
 
 from caramba.errors import RunError
 from caramba.manifest import ExperimentTarget, Manifest
-from caramba.pipeline.components import BenchmarkResult, RunResult, VerifyResult
-from caramba.pipeline.files import atomic_write_json, atomic_write_text
-from caramba.pipeline.session import RunSession, TargetSession
+from caramba.pipeline._components import BenchmarkResult, RunResult, VerifyResult
+from caramba.pipeline._files import atomic_write_json, atomic_write_text
+from caramba.pipeline._session import RunSession, TargetSession
 
 __all__ = ["plan", "run_target"]
 
@@ -67,7 +67,7 @@ def plan(manifest: Manifest, target_name: str | None = None, *, runtime: Any = N
 def _count_on_meta(runtime: Any, target: ExperimentTarget) -> int:
     import torch
 
-    from caramba.graph.build import Builder
+    from caramba.graph._build import Builder
 
     factory = runtime.get("system", target.system.ref).load()
     with torch.device("meta"):

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from caramba.errors import Problem, did_you_mean
-from caramba.manifest.source import SourceDict, SourceList, locate
+from caramba.manifest._source import SourceDict, SourceList, locate
 
 __all__ = ["substitute"]
 

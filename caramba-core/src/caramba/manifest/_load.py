@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from caramba.errors import ManifestError, Problem, UsageError, did_you_mean
-from caramba.manifest.decode import INVALID, Decoder, format_path
-from caramba.manifest.lower import lower
-from caramba.manifest.overrides import apply_overrides
-from caramba.manifest.schema import (
+from caramba.manifest._decode import INVALID, Decoder, format_path
+from caramba.manifest._lower import lower
+from caramba.manifest._overrides import apply_overrides
+from caramba.manifest._schema import (
     ExperimentTarget,
     ManifestSpec,
     ProcessTarget,
 )
-from caramba.manifest.source import load_file, load_text, locate, to_plain
-from caramba.manifest.variables import substitute
+from caramba.manifest._source import load_file, load_text, locate, to_plain
+from caramba.manifest._variables import substitute
 
 __all__ = ["Manifest", "load_manifest", "load_manifest_text", "validate"]
 
@@ -155,7 +155,7 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
         entry = runtime.registry("trainer").find(ref) if isinstance(ref, str) else None
         if entry is None:
             continue  # the decoder reports the unknown trainer
-        run_config = entry.extras.get("run_config")
+        run_config = entry.run_config
         for ri, run in enumerate(target["runs"]):
             if not isinstance(run, dict) or run.get("train") is None:
                 continue

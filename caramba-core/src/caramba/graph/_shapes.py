@@ -7,9 +7,13 @@ naming the offending field.
 
 from __future__ import annotations
 
-__all__ = ["Dim", "Shape", "ShapeError", "expect_last"]
+__all__ = ["UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"]
 
 Dim = int | str
+
+#: The dim a node that failed to infer leaves behind: it matches any width, so the nodes
+#: after it are checked against their own declared widths and independent errors still show.
+UNKNOWN: Dim = "?"
 
 
 class Shape(tuple):
@@ -30,6 +34,11 @@ class Shape(tuple):
     def with_last(self, dim: Dim) -> Shape:
         return Shape(*self[:-1], dim)
 
+    def agrees(self, other: tuple[Dim, ...]) -> bool:
+        """Same rank, and every dim equal unless one of the two is :data:`UNKNOWN`."""
+        return len(self) == len(other) and all(
+            a == b or UNKNOWN in (a, b) for a, b in zip(self, other, strict=True))
+
     def __str__(self) -> str:
         return "(" + ", ".join(str(d) for d in self) + ")"
 
@@ -47,8 +56,12 @@ class ShapeError(Exception):
         self.hint = hint
 
 
-def expect_last(x: Shape, width: int, field: str) -> None:
-    """Raise :class:`ShapeError` unless ``x``'s feature width equals ``width``."""
+def expect_last(x: Shape, width: int, field: str) -> Shape:
+    """``x`` with its declared feature ``width``; :class:`ShapeError` when ``x``'s known width differs.
+
+    A shape-preserving layer ends its ``infer`` with ``return expect_last(x, self.d_model,
+    "d_model")``: after an unknown width (a failed node above) it outputs its declared one.
+    """
     if not x:
         raise ShapeError("expected an input with a feature dimension, got a scalar", field=field)
     if isinstance(x.last, int) and x.last != width:
@@ -57,3 +70,4 @@ def expect_last(x: Shape, width: int, field: str) -> None:
             field=field,
             hint=f"set {field}: {x.last}, or change the layer before it to output {width}",
         )
+    return x.with_last(width)

@@ -16,7 +16,7 @@ import copy
 from typing import Any
 
 from caramba.errors import Problem
-from caramba.manifest.source import SourceDict, SourceList, locate
+from caramba.manifest._source import SourceDict, SourceList, locate
 
 __all__ = ["lower"]
 

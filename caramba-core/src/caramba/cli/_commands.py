@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = find_manifest(runtime, args.manifest)
     manifest = runtime.load_manifest(path, overrides=args.overrides)
     if args.dry_run:
-        from caramba.pipeline.runner import plan
+        from caramba.pipeline._runner import plan
 
         result = plan(manifest, args.target, runtime=runtime, build=args.meta)
         if args.json:
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
-    from caramba.pipeline.runner import run_target
+    from caramba.pipeline._runner import run_target
 
     console = Console(stderr=True)
     target = manifest.target(args.target)
@@ -158,7 +158,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     entry = runtime.get(args.kind, args.name)
     fields = _field_rows(entry.config) if entry.config is not None else []
-    run_config = entry.extras.get("run_config")
+    run_config = entry.run_config
     run_fields = _field_rows(run_config) if run_config is not None else []
     if args.json:
         print(json.dumps({"kind": entry.kind, "name": entry.name, "plugin": entry.plugin, "summary": entry.summary,
@@ -186,13 +186,13 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def _type_name(tp: Any) -> str:
-    from caramba.manifest.decode import type_label
+    from caramba.manifest._decode import type_label
 
     return type_label(tp)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from caramba.manifest.jsonschema import manifest_schema
+    from caramba.manifest._jsonschema import manifest_schema
 
     runtime = runtime_from_args(args)
     print(json.dumps(manifest_schema(runtime), indent=2))
@@ -200,7 +200,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
-    from caramba.cli.scaffold import new_plugin
+    from caramba.cli._scaffold import new_plugin
 
     path = new_plugin(args.name, kind=args.kind, dest=args.dest)
     print(f"wrote {path}")

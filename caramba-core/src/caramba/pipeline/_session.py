@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from caramba.manifest import ComponentSpec, ExperimentTarget, Manifest, RunSpec
-from caramba.pipeline.components import JsonlSink, Sink
+from caramba.pipeline._components import JsonlSink, Sink
 
 __all__ = ["RunSession", "TargetSession"]
 
@@ -38,7 +38,7 @@ class TargetSession:
 
     def build_system(self, **kwargs: Any) -> Any:
         """Build the target's system (its model) with the runtime's graph builder."""
-        from caramba.graph.build import Builder
+        from caramba.graph._build import Builder
 
         return self.create("system", self.target.system, builder=Builder(self.runtime, **kwargs))
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from caramba.graph.context import Context
+from caramba.graph._context import Context
 
 __all__ = ["NodeModule", "TopologyModule"]
 

@@ -18,8 +18,8 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from caramba.errors import Location, Problem, did_you_mean
-from caramba.manifest.config import Config, PolymorphicConfig, Scope
-from caramba.manifest.source import locate, locate_key
+from caramba.manifest._config import Config, PolymorphicConfig, Scope
+from caramba.manifest._source import locate, locate_key
 
 __all__ = ["Decoder", "Kind", "format_path"]
 
@@ -59,16 +59,23 @@ class Decoder:
         self.root = root
         self.problems = problems
         self.component_hook = component_hook
+        # Problems that leave a value undecodable (a wrong type, a missing field). A problem a
+        # config's check() reports does not: the config still exists, so the checks of the
+        # configs around it (shape inference over a whole model) run and report theirs too.
+        self._undecodable = 0
+        self._checking = False
 
     # -- reporting -----------------------------------------------------------------------
     def where(self, path: Path) -> Location | None:
         return locate(self.root, path)
 
     def report(self, path: Path, message: str, hint: str = "") -> None:
+        self._undecodable += not self._checking
         self.problems.append(Problem(self.where(path), format_path(path), message, hint))
 
     def report_key(self, path: Path, message: str, hint: str = "") -> None:
         """Report at the key that ends ``path`` (an unknown field), not at its value."""
+        self._undecodable += not self._checking
         self.problems.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
 
     # -- decoding ------------------------------------------------------------------------
@@ -160,7 +167,7 @@ class Decoder:
             self.report(path, f"the fields of {cls.__name__} ({label}) cannot be resolved: {type(exc).__name__}: {exc}",
                         "this is a bug in the plugin that registered it; please report it")
             return INVALID
-        before = len(self.problems)
+        before = self._undecodable
         suggested: set[str] = set()  # a typo's suggestion stands for the missing field it names
         for key in value:
             if key not in fields and key not in skip:
@@ -178,7 +185,7 @@ class Decoder:
             elif f.required and name not in suggested:
                 self.report(path, f"missing required field '{name}' for {label}",
                             f"add '{name}: <{type_label(f.type)}>'")
-        if len(self.problems) > before or any(v is INVALID for v in kwargs.values()):
+        if self._undecodable > before or any(v is INVALID for v in kwargs.values()):
             return INVALID
         try:
             out = cls(**kwargs)
@@ -191,11 +198,14 @@ class Decoder:
 
     def check(self, config: Config, path: Path, label: str) -> None:
         """Run a decoded config's own semantic checks, reporting at ``path``."""
+        outer, self._checking = self._checking, True
         try:
             config.check(Scope(self.report, path))
         except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
             self.report(path, f"{label}.check() failed: {type(exc).__name__}: {exc}",
                         "this is a bug in the plugin that registered it; please report it")
+        finally:
+            self._checking = outer
 
     def decode_polymorphic(self, value: Any, base: type[PolymorphicConfig], path: Path) -> Any:
         kinds = base.__caramba_kinds__

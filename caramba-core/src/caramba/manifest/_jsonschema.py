@@ -11,9 +11,9 @@ from typing import Any
 
 import msgspec
 
-from caramba.graph.node import EmbedderConfig, NodeConfig, TopologyConfig
-from caramba.manifest.config import PolymorphicConfig
-from caramba.manifest.schema import (
+from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
+from caramba.manifest._config import PolymorphicConfig
+from caramba.manifest._schema import (
     BenchmarkConfig,
     ExperimentTarget,
     ManifestSpec,

@@ -13,8 +13,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from caramba.manifest.config import Config, PolymorphicConfig
-from caramba.manifest.decode import Kind
+from caramba.manifest._config import Config, PolymorphicConfig
+from caramba.manifest._decode import Kind
 
 __all__ = [
     "BenchmarkConfig",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from caramba.pipeline.session import RunSession, TargetSession
+    from caramba.pipeline._session import RunSession, TargetSession
 
 __all__ = [
     "ArtifactWriter",

@@ -2,8 +2,10 @@
 
 An :class:`Entry` is what a plugin registers: a name (plus aliases), a torch-free config
 struct, a lazy ``"module:attr"`` factory, a one-line summary and the plugin that provided
-it. Registries are filled through the ``caramba_register_<kind>s`` hooks and frozen once
-loading ends; a duplicate name is an error that names both plugins.
+it. Registries are filled through the ``caramba_register_<kind>s`` hooks, each of which
+receives a :class:`Registrar`: it can add entries of its one kind, attributed to its one
+plugin, and nothing else. Registries are frozen once loading ends; a duplicate name is an
+error that names both plugins.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 
 from caramba.errors import CarambaError, RegistryError, did_you_mean
 
-__all__ = ["KINDS", "PLURALS", "Entry", "Registry", "UnknownComponent"]
+__all__ = ["KINDS", "PLURALS", "Entry", "Registrar", "Registry", "UnknownComponent"]
 
 #: Every registry kind. A new kind is a core change; a new component is a plugin.
 KINDS: tuple[str, ...] = (
@@ -52,7 +54,10 @@ class Entry:
     summary: str = ""
     aliases: tuple[str, ...] = ()
     plugin: str = ""
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    #: a trainer's struct for its runs' ``train:`` blocks (trainers only)
+    run_config: type | None = None
+    #: metadata of a plugin-defined kind, for the plugin that consumes it
+    extras: Mapping[str, object] = field(default_factory=dict)
 
     def load(self) -> Any:
         """Import and return the factory (the first use of a component imports its module)."""
@@ -78,7 +83,6 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._aliases: dict[str, str] = {}
         self._frozen = False
-        self._current_plugin = ""
         #: plugin name -> "distribution version", so a conflict names what to uninstall
         self.origins: dict[str, str] = {}
 
@@ -91,9 +95,11 @@ class Registry:
         config: type | None = None,
         summary: str = "",
         aliases: tuple[str, ...] | list[str] = (),
-        **extras: Any,
+        run_config: type | None = None,
+        plugin: str = "",
+        **extras: object,
     ) -> Entry:
-        """Register a component. ``factory`` is ``"module:attr"``, imported on first use."""
+        """Register a component for ``plugin``. Plugins call :meth:`Registrar.add`, which names them."""
         if self._frozen:
             raise RegistryError(f"the {self.kind} registry is frozen; register components in a "
                                 f"caramba_register_{PLURALS[self.kind]} hook")
@@ -102,8 +108,12 @@ class Registry:
         if not isinstance(factory, str) or ":" not in factory:
             raise RegistryError(f"{self.kind} '{name}': factory must be 'module:attr', got {factory!r}",
                                 hint="name the factory lazily as a string, so registering imports no torch")
-        if config is not None and not (isinstance(config, type) and issubclass(config, msgspec.Struct)):
-            raise RegistryError(f"{self.kind} '{name}': config must be a caramba.Config subclass, got {config!r}")
+        for label, struct in (("config", config), ("run_config", run_config)):
+            if struct is not None and not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+                raise RegistryError(f"{self.kind} '{name}': {label} must be a caramba.Config subclass, "
+                                    f"got {struct!r}")
+        if run_config is not None and self.kind != "trainer":
+            raise RegistryError(f"{self.kind} '{name}': only a trainer has a run_config (its runs' train: block)")
         # Field annotations are resolved when a manifest first uses the config (not here: that
         # would cost every `caramba plugins`); the conformance suite checks that they resolve.
         for n in (name, *aliases):
@@ -111,11 +121,10 @@ class Registry:
             if holder is not None:
                 raise RegistryError(
                     f"{self.kind} '{n}' is registered twice: by {self._describe(holder.plugin)} and by "
-                    f"{self._describe(self._current_plugin)}",
+                    f"{self._describe(plugin)}",
                     hint="uninstall one of the distributions, or block one with -p no:NAME",
                 )
-        entry = Entry(self.kind, name, config, factory, summary, tuple(aliases), self._current_plugin,
-                      dict(extras))
+        entry = Entry(self.kind, name, config, factory, summary, tuple(aliases), plugin, run_config, dict(extras))
         self._entries[name] = entry
         for alias in aliases:
             self._aliases[alias] = name
@@ -169,3 +178,51 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry {self.kind}: {len(self)} entries>"
+
+
+class Registrar:
+    """What a ``caramba_register_<kind>s`` hook receives: adds entries of one kind for one plugin.
+
+    It cannot read, remove or replace entries, nor add them to another kind or in another
+    plugin's name; lookups go through :meth:`caramba.Runtime.get` once loading is over.
+    """
+
+    __slots__ = ("_plugin", "_registry")
+
+    def __init__(self, registry: Registry, plugin: str) -> None:
+        self._registry = registry
+        self._plugin = plugin
+
+    @property
+    def kind(self) -> str:
+        """The kind this registrar adds (``"layer"``, ``"trainer"``...)."""
+        return self._registry.kind
+
+    def add(
+        self,
+        name: str,
+        *,
+        factory: str,
+        config: type | None = None,
+        summary: str = "",
+        aliases: tuple[str, ...] | list[str] = (),
+        run_config: type | None = None,
+        **extras: object,
+    ) -> Entry:
+        """Register a component.
+
+        Args:
+            name: what manifests write (``type: ScaleLayer``, ``ref: dataset.digits``); global
+                across installed plugins, so prefix yours.
+            factory: ``"module:attr"``, imported the first time the component is used.
+            config: the component's :class:`caramba.Config` struct (torch-free).
+            summary: the one line ``caramba ls`` shows.
+            aliases: other names manifests may use.
+            run_config: trainers only: the struct of their runs' ``train:`` blocks.
+            extras: metadata of a plugin-defined kind, kept on :attr:`Entry.extras`.
+        """
+        return self._registry.add(name, factory=factory, config=config, summary=summary, aliases=aliases,
+                                  run_config=run_config, plugin=self._plugin, **extras)
+
+    def __repr__(self) -> str:
+        return f"<Registrar {self.kind} for plugin '{self._plugin}'>"

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
+from caramba.graph._shapes import UNKNOWN, Shape, ShapeError
+
 __all__ = ["Config", "PolymorphicConfig", "Scope"]
 
 
@@ -55,10 +57,12 @@ class Scope:
     def infer(self, node: Any, x: Any, *parts: str | int) -> Any:
         """Infer ``node``'s output shape for input ``x``; problems are reported, not raised.
 
-        Returns ``None`` (unknown) after a problem, so one mistake does not cascade.
+        After a problem the node's output keeps the input's rank with an unknown
+        (:data:`~caramba.graph._shapes.UNKNOWN`) last dim, so the nodes after it are checked
+        against their own declared widths: one mistake does not cascade, and independent
+        mistakes further on are still reported. ``None`` in (a graph input that could not
+        be computed) gives ``None`` out.
         """
-        from caramba.graph.shapes import ShapeError
-
         sub = self.child(*parts)
         if x is None:
             return None
@@ -66,9 +70,8 @@ class Scope:
             return node.infer(x, sub)
         except ShapeError as exc:
             sub.error(exc.field, exc.message, exc.hint)
-            return None
         except Exception as exc:  # noqa: BLE001 - a crashing infer is reported, never a traceback
             name = getattr(node, "type", "") or type(node).__name__
             sub.error(None, f"cannot infer the output shape of '{name}' for input {x}: "
                       f"{type(exc).__name__}: {exc}", "this is a bug in the plugin that registered it")
-            return None
+        return Shape(*x[:-1], UNKNOWN)

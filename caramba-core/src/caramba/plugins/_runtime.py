@@ -21,16 +21,29 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from caramba.errors import PluginError
-from caramba.plugins import discovery, hooks
-from caramba.plugins.registry import KINDS, PLURALS, Entry, Registry
+from caramba.errors import ManifestError, PluginError, Problem, UsageError, did_you_mean
+from caramba.plugins import _discovery as discovery
+from caramba.plugins import hooks
+from caramba.plugins._registry import KINDS, PLURALS, Entry, Registrar, Registry
+from caramba.plugins._requirements import check_requirement, requirement_name
 
 if TYPE_CHECKING:
-    from caramba.manifest.load import Manifest
+    from caramba.manifest._load import Manifest
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Runtime"]
+__all__ = ["ENTRY_POINT_GROUP", "FIRST_PARTY", "PluginInfo", "Runtime", "load_order"]
 
 ENTRY_POINT_GROUP = "caramba"
+
+#: caramba's own plugin distributions. They register before any other distribution, so a
+#: third-party plugin that registers a name they own fails itself, never them.
+FIRST_PARTY: frozenset[str] = frozenset({
+    "caramba-core", "caramba-layers", "caramba-trainers", "caramba-infer", "caramba-kernels", "caramba-agents",
+})
+
+
+def load_order(ep: discovery.EntryPoint) -> tuple[bool, str, str]:
+    """Plugins passed to the runtime first, then first-party entry points, then the rest, each by name."""
+    return (discovery.normalize(ep.dist.name) not in FIRST_PARTY, ep.name, ep.dist.name)
 
 
 @dataclass
@@ -99,7 +112,7 @@ class Runtime:
     def _autoload(self) -> None:
         only = [p.strip() for p in os.environ.get("CARAMBA_PLUGINS", "").split(",") if p.strip()]
         owners: dict[str, str] = {p.name: "(passed to Runtime)" for p in self.plugins}
-        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=lambda e: (e.name, e.dist.name)):
+        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=load_order):
             info = PluginInfo(name=ep.name, distribution=ep.dist.name, version=ep.dist.version, location=ep.value)
             if ep.name in owners:
                 info.status = "failed"
@@ -155,13 +168,8 @@ class Runtime:
                 registry.origins[info.name] = origin
             caller = getattr(self.pm.hook, f"caramba_register_{PLURALS[kind]}")
             for impl in caller.get_hookimpls():
-                if impl.plugin_name != info.name:
-                    continue
-                registry._current_plugin = info.name
-                try:
-                    impl.function(registry=registry)
-                finally:
-                    registry._current_plugin = ""
+                if impl.plugin_name == info.name:
+                    impl.function(registry=Registrar(registry, info.name))
             names = [e.name for e in registry if e.plugin == info.name]
             if names:
                 info.components[kind] = names
@@ -181,8 +189,6 @@ class Runtime:
         try:
             return self.registries[kind]
         except KeyError:
-            from caramba.errors import UsageError, did_you_mean
-
             raise UsageError(f"unknown component kind '{kind}'", hint=did_you_mean(kind, KINDS)) from None
 
     def get(self, kind: str, name: str) -> Entry:
@@ -205,16 +211,13 @@ class Runtime:
         A requirement fails when the distribution is missing or of the wrong version, and
         also when it is installed but its plugin did not load (failed or blocked here).
         """
-        from caramba.plugins.discovery import normalize
-        from caramba.plugins.requirements import check_requirement, requirement_name
-
         problems = []
         for req in requires:
             msg = check_requirement(req)
             if msg is None:
-                name = normalize(requirement_name(req))
+                name = discovery.normalize(requirement_name(req))
                 for p in self.plugins:
-                    if p.status != "loaded" and p.distribution and normalize(p.distribution) == name:
+                    if p.status != "loaded" and p.distribution and discovery.normalize(p.distribution) == name:
                         msg = f"{req} is installed but its plugin '{p.name}' is {p.status}" + (
                             f": {p.reason}" if p.reason else "")
                         break
@@ -223,6 +226,8 @@ class Runtime:
         return problems
 
     # -- manifests -----------------------------------------------------------------------
+    # The manifest and graph stages sit below the runtime; they are imported on first use
+    # only because the YAML loader and the builder would otherwise cost every `caramba plugins`.
     def load_manifest(self, path: str, overrides: Sequence[str] = ()) -> Manifest:
         """Parse, lower and validate a manifest file; raises :class:`~caramba.ManifestError`."""
         from caramba.manifest import load_manifest
@@ -240,8 +245,7 @@ class Runtime:
 
         Polymorphic bases dispatch on ``type``. Raises :class:`~caramba.ManifestError`.
         """
-        from caramba.errors import ManifestError, Problem
-        from caramba.manifest.decode import INVALID, Decoder
+        from caramba.manifest._decode import INVALID, Decoder
 
         problems: list[Problem] = []
         out = Decoder(self, data, problems).decode(data, tp, ())
@@ -251,7 +255,7 @@ class Runtime:
 
     def build(self, node: Any, path: str = "model") -> Any:
         """Build an ``nn.Module`` from a validated node config (imports torch)."""
-        from caramba.graph.build import Builder
+        from caramba.graph._build import Builder
 
         return Builder(self).build(node, path)
 

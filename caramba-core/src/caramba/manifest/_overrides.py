@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from caramba.errors import Location, Problem, did_you_mean
-from caramba.manifest.source import SourceDict, SourceList, load_text
+from caramba.manifest._source import SourceDict, SourceList, load_text
 
 __all__ = ["apply_overrides", "split_path"]
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 from caramba.errors import UsageError
+from caramba.plugins._requirements import api_pin
 
 __all__ = ["KINDS", "PluginNames", "new_plugin", "render", "template_root"]
 
@@ -159,13 +160,10 @@ def _skipped(rel: str) -> bool:
 
 
 def _core_pin() -> str:
-    """``caramba-core>=X.Y,<X+1``: plugins pin the major of the core they were written against."""
-    try:
-        version = metadata.version("caramba-core")
-    except metadata.PackageNotFoundError:
-        from caramba import __version__ as version
-    major, minor = (int(p) for p in re.findall(r"\d+", version)[:2])
-    return f"caramba-core>={major}.{minor},<{major + 1}"
+    """Plugins pin the compatible release line of the core they were written against."""
+    from caramba import __version__
+
+    return api_pin(__version__)
 
 
 def _parse_kinds(kind: str | list[str] | tuple[str, ...]) -> set[str]:

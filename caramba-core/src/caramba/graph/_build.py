@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from caramba.errors import CarambaError
-from caramba.graph.node import NodeConfig, TopologyConfig
-from caramba.plugins.registry import Entry
+from caramba.graph._node import NodeConfig, TopologyConfig
+from caramba.plugins._registry import Entry
 
 __all__ = ["Builder"]
 

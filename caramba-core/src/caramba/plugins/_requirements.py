@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
-from caramba.plugins.discovery import find_distribution
+from caramba.plugins._discovery import find_distribution
 
-__all__ = ["check_requirement", "requirement_name"]
+__all__ = ["api_pin", "check_requirement", "installed_version", "requirement_name"]
 
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)$")
 _CLAUSE = re.compile(r"^(>=|<=|==|!=|>|<)\s*([0-9][0-9A-Za-z.]*)$")
@@ -24,6 +24,24 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of ``distribution``, ``"0+unknown"`` when it is not installed."""
+    dist = find_distribution(distribution)
+    return dist.version if dist is not None and dist.version else "0+unknown"
+
+
+def api_pin(version: str, distribution: str = "caramba-core") -> str:
+    """The requirement a plugin written against ``version`` declares: its compatible release line.
+
+    caramba follows semantic versioning, where a 0.x release's minor plays the major's part:
+    ``0.1.z`` releases keep the plugin API of 0.1 (hook specifications, registrar, config
+    bases, ``caramba.nn``), ``0.2`` may change it; from 1.0 on, only a new major may.
+    """
+    major, minor = (_version_tuple(version) + (0, 0))[:2]
+    upper = f"0.{minor + 1}" if major == 0 else str(major + 1)
+    return f"{distribution}>={major}.{minor},<{upper}"
 
 
 def requirement_name(requirement: str) -> str:
