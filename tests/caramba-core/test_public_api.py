@@ -43,8 +43,8 @@ def test_all_equals_the_public_names():
 def test_the_torch_side_api_is_caramba_nn():
     import caramba.nn
 
-    assert set(caramba.nn.__all__) == {"NodeModule", "TopologyModule", "Context", "AuxLoss", "KVCacheBase",
-                                       "StaticKVCache", "RecurrentState", "Builder"}
+    assert set(caramba.nn.__all__) == {"NodeModule", "TopologyModule", "Context", "AuxLoss", "DecodeStep",
+                                       "KVCacheBase", "StaticKVCache", "RecurrentState", "Builder"}
     assert caramba.nn.Context is caramba.Context
 
 
