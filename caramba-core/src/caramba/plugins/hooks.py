@@ -118,6 +118,10 @@ def caramba_register_processes(registry: Any) -> None:
 def caramba_register_commands(registry: Any) -> None:
     """Register extra CLI subcommands."""
 
+@hookspec
+def caramba_register_switch_policies(registry: Any) -> None:
+    """Register optimizer-switching policies for orchestrated training (``safety``, ``bandit``...)."""
+
 
 # --- configuration -----------------------------------------------------------------------
 
