@@ -65,6 +65,12 @@ def caramba_register_optimizers(registry: Any) -> None:
     registry.add("adamw", factory=f"{_P}.optim:build_adamw", summary="AdamW, fused where the device has it")
     registry.add("sgd", factory=f"{_P}.optim:build_sgd", summary="SGD with momentum and optional Nesterov")
     registry.add("lion", factory=f"{_P}.optim:build_lion", summary="Lion (Chen et al. 2023), sign updates")
+    registry.add("swats", factory=f"{_P}.swats:build_swats",
+                 summary="SWATS (Keskar & Socher 2017): Adam, then SGD at the projected learning rate")
+    registry.add("pidao", factory=f"{_P}.pidao:build_pidao",
+                 summary="PIDAO (Chen et al. 2024): a PID controller on the gradient, semi-implicit steps")
+    registry.add("adafactor", factory=f"{_P}.optim:build_adafactor",
+                 summary="Adafactor (Shazeer & Stern 2018), torch's implementation: factored second moments")
 
 
 @hookimpl
