@@ -1,5 +1,5 @@
 """The caramba-trainers plugin: registers datasets, tokenizers, objectives, optimizers,
-schedules, the standard trainer and metrics sinks.
+schedules, the standard, upcycle and orchestrated trainers, switching policies and metrics sinks.
 
 Torch-free: only the config structs of :mod:`caramba_trainers.specs` are imported here;
 each factory's module loads on first use.
@@ -11,6 +11,7 @@ from typing import Any
 
 from caramba import hookimpl
 from caramba_trainers import specs
+from caramba_trainers.orchestrator import specs as orchestrator
 from caramba_trainers.upcycle.specs import UpcycleTrainConfig, UpcycleTrainerConfig
 
 _P = "caramba_trainers"
@@ -91,6 +92,18 @@ def caramba_register_trainers(registry: Any) -> None:
     registry.add("trainer.upcycle", config=UpcycleTrainerConfig, factory=f"{_P}.upcycle.trainer:UpcycleTrainer",
                  summary="surgery from a pretrained teacher, blockwise distillation, global fine-tune",
                  run_config=UpcycleTrainConfig)
+    registry.add("trainer.orchestrated", config=orchestrator.OrchestratedTrainerConfig,
+                 factory=f"{_P}.orchestrator.trainer:OrchestratedTrainer",
+                 summary="a portfolio of optimizer strategies switched by policies (safety rule, UCB bandit "
+                         "with trial runs), every decision logged", run_config=orchestrator.OrchestratedTrainConfig)
+
+
+@hookimpl
+def caramba_register_switch_policies(registry: Any) -> None:
+    registry.add("safety", config=orchestrator.SafetyPolicyConfig, factory=f"{_P}.orchestrator.policies:SafetyPolicy",
+                 summary="switch to the safety strategy when the loss or gradient norm spikes")
+    registry.add("bandit", config=orchestrator.BanditPolicyConfig, factory=f"{_P}.orchestrator.policies:BanditPolicy",
+                 summary="UCB over the portfolio; candidates trial-run from a snapshot, scored on held-out batches")
 
 
 @hookimpl
