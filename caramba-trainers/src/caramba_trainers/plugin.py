@@ -107,6 +107,12 @@ def caramba_register_switch_policies(registry: Any) -> None:
 
 
 @hookimpl
+def caramba_register_artifacts(registry: Any) -> None:
+    registry.add("orchestrator_report", factory=f"{_P}.orchestrator.artifacts:OrchestratorReport",
+                 summary="orchestrated runs: decisions into report.json, orchestrator.png (loss with switches)")
+
+
+@hookimpl
 def caramba_register_sinks(registry: Any) -> None:
     registry.add("hdf5", factory=f"{_P}.sinks:HDF5Sink", summary="metrics.h5: one growing dataset per metric")
     registry.add("tensorboard", factory=f"{_P}.sinks:TensorBoardSink", summary="TensorBoard scalars under tb/")

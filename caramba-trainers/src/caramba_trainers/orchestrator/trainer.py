@@ -34,8 +34,7 @@ import torch
 
 from caramba.errors import RunError
 from caramba.graph import Context
-from caramba.pipeline import RunResult, Trainer
-from caramba.pipeline.files import atomic_write_text
+from caramba.pipeline import RunResult, Trainer, atomic_write_text
 from caramba_trainers.checkpoint import find_latest, get_rng_state, set_rng_state
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import (
