@@ -63,17 +63,19 @@ class StrategyConfig(Config, kw_only=True):
 class TelemetryConfig(Config, kw_only=True):
     """Spike detectors and phase of the training stream.
 
-    A loss (gradient-norm) value is a spike when it lies more than ``loss_z`` (``grad_z``)
-    standard deviations above its exponential moving average (decay ``ema_decay``), once
-    ``min_history`` values were seen; spikes do not enter the averages. The loss slope is a
-    least-squares fit over the last ``window`` steps.
+    A loss (gradient-norm) value is a spike when it is more than ``loss_z`` (``grad_z``)
+    standard deviations above its exponential moving average (decay ``ema_decay``) and
+    more than ``loss_ratio`` (``grad_ratio``) times that average, once ``min_history``
+    values were seen. The loss slope is a least-squares fit over the last ``window`` steps.
     """
 
     window: Annotated[int, msgspec.Meta(ge=4)] = 50
     ema_decay: Fraction = 0.95
     loss_z: PositiveFloat = 4.0
+    loss_ratio: Annotated[float, msgspec.Meta(ge=1.0)] = 1.5
     grad_z: PositiveFloat = 6.0
-    min_history: PositiveInt = 10
+    grad_ratio: Annotated[float, msgspec.Meta(ge=1.0)] = 3.0
+    min_history: PositiveInt = 20
     unstable_spikes: PositiveInt = 2
     plateau_tol: NonNegFloat = 0.01
 

@@ -1,8 +1,8 @@
 """Telemetry of the training stream: loss and gradient-norm spike detectors, loss slope, phase.
 
 Pure Python on floats, so its whole state is JSON and a resumed run continues it exactly.
-Only real training steps are observed (never a placeholder value), and a spike is kept out of
-the moving averages, so one bad step does not raise the bar for the next.
+Only real training steps are observed (never a placeholder value), and a spike enters the
+moving averages clipped to the threshold, so one bad step barely raises the bar for the next.
 """
 
 from __future__ import annotations
@@ -15,19 +15,30 @@ __all__ = ["SpikeDetector", "Telemetry"]
 
 
 class SpikeDetector:
-    """``x`` is a spike when ``x > mean + z * std`` of the EMA statistics of earlier non-spikes."""
+    """``x`` is a spike when it exceeds both ``mean + z * std`` and ``ratio * mean`` of the EMA
+    statistics (once ``min_history`` values were seen), or is not finite.
 
-    def __init__(self, z: float, decay: float, min_history: int) -> None:
-        self.z, self.decay, self.min_history = z, decay, min_history
+    The ratio keeps the z-test honest early on, when the variance estimate is still small
+    and the gradient norm grows as learning starts. A spike enters the averages clipped to
+    the threshold, so a lasting change of level is learnt within a few dozen steps instead of
+    being flagged forever.
+    """
+
+    def __init__(self, z: float, ratio: float, decay: float, min_history: int) -> None:
+        self.z, self.ratio, self.decay, self.min_history = z, ratio, decay, min_history
         self.mean = 0.0
         self.var = 0.0
         self.count = 0
 
+    def threshold(self) -> float:
+        return max(self.mean + self.z * math.sqrt(self.var), self.ratio * self.mean)
+
     def observe(self, x: float) -> bool:
         if not math.isfinite(x):
             return True
-        if self.count >= self.min_history and x > self.mean + self.z * math.sqrt(self.var):
-            return True
+        spike = self.count >= self.min_history and x > self.threshold()
+        if spike:
+            x = self.threshold()
         if self.count == 0:
             self.mean = x
         else:  # West's EMA of mean and variance
@@ -35,7 +46,7 @@ class SpikeDetector:
             self.mean += (1.0 - self.decay) * d
             self.var = self.decay * (self.var + (1.0 - self.decay) * d * d)
         self.count += 1
-        return False
+        return spike
 
     def state_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "var": self.var, "count": self.count}
@@ -55,8 +66,8 @@ class Telemetry:
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.loss = SpikeDetector(config.loss_z, config.ema_decay, config.min_history)
-        self.grad = SpikeDetector(config.grad_z, config.ema_decay, config.min_history)
+        self.loss = SpikeDetector(config.loss_z, config.loss_ratio, config.ema_decay, config.min_history)
+        self.grad = SpikeDetector(config.grad_z, config.grad_ratio, config.ema_decay, config.min_history)
         self.history: deque[tuple[int, float]] = deque(maxlen=config.window)
         self.spike_steps: deque[int] = deque()
         self.seen = 0
