@@ -107,9 +107,12 @@ class BanditPolicy(SwitchPolicy):
         super().__init__(config)
         self.pulls: dict[str, int] = {}
         self.rewards: dict[str, float] = {}
-        self.last = 0
+        self.last: int | None = None  # step of the last decision
 
     def _due(self, run: Orchestra) -> str | None:
+        if self.last is None:
+            first = self.config.every if self.config.first is None else self.config.first
+            return "first decision" if run.step >= first else None
         since = run.step - self.last
         if since >= self.config.every:
             return f"periodic (every {self.config.every} steps)"
@@ -158,4 +161,4 @@ class BanditPolicy(SwitchPolicy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pulls = {k: int(v) for k, v in state["pulls"].items()}
         self.rewards = {k: float(v) for k, v in state["rewards"].items()}
-        self.last = int(state["last"])
+        self.last = None if state["last"] is None else int(state["last"])

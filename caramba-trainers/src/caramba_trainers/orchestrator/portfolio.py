@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import RunError
+from caramba.errors import UsageError, did_you_mean
 from caramba_trainers.optim import Lion, Schedule, build_schedule, param_groups
 
 __all__ = ["DEFAULT_PORTFOLIO", "Portfolio", "Strategy", "carry_state"]
@@ -86,9 +86,9 @@ class Portfolio:
             path = f"{where}.orchestrator.portfolio[{i}]"
             for kind, name, field in (("optimizer", s.optimizer, "optimizer"), ("scheduler", s.scheduler, "scheduler")):
                 if runtime.registry(kind).find(name) is None:
-                    known = sorted(e.name for e in runtime.registry(kind))
-                    raise RunError(f"strategy '{s.name}' names unknown {kind} '{name}'", path=f"{path}.{field}",
-                                   hint=f"registered: {', '.join(known)}")
+                    known = sorted(n for e in runtime.registry(kind) for n in (e.name, *e.aliases))
+                    raise UsageError(f"strategy '{s.name}' names unknown {kind} '{name}'", path=f"{path}.{field}",
+                                     hint=f"{did_you_mean(name, known)} (caramba ls {kind} lists them)")
             self.factories.append(runtime.get("optimizer", s.optimizer).load())
             self.schedules.append(build_schedule(runtime, s.scheduler, total_steps=total_steps,
                                                  warmup_steps=s.warmup_steps, min_lr_ratio=s.min_lr_ratio))

@@ -106,6 +106,7 @@ class BanditPolicyConfig(SwitchPolicyConfig, kw_only=True):
     """
 
     every: PositiveInt = 200
+    first: NonNegInt | None = None  # step of the first decision (default: every); 0 picks the starting strategy
     trial_steps: PositiveInt = 20
     candidates: PositiveInt = 2
     exploration: NonNegFloat = 1.0
