@@ -178,3 +178,15 @@ def test_without_spikes_the_safety_policy_never_fires(run):
     report, run_dir = run(manifest(policies="[{type: safety}]", start="sgd", steps=60), "clean")
     assert _decisions(run_dir) == []
     assert report["runs"][0]["metrics"]["val_acc"] > 0.9
+
+
+def test_the_docs_example_runs_and_logs_its_first_decision(tmp_path):
+    text = (Path(__file__).parents[2] / "docs" / "orchestrated.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rt = Runtime()
+    m = rt.load_manifest_text(example, overrides=("targets.mlp.runs.0.steps=12",))
+    report = run_target(rt, m, None, root=tmp_path)
+    run_dir = tmp_path / "orchestrated_digits" / "mlp" / "runs" / "train"
+    first = _decisions(run_dir)[0]
+    assert first["step"] == 0 and first["policy"] == "bandit" and len(first["candidates"]) == 3
+    assert report["runs"][0]["metrics"]["decisions"] == 1
