@@ -157,6 +157,7 @@ targets:
      "orchestrator.portfolio[1].name", "used twice"),
     ("        portfolio: [{name: a}]\n        start: b\n        safety: a", "orchestrator.start", "names no strategy"),
     ("        portfolio: [{name: a}]", "orchestrator.safety", "needs a safety strategy"),
+    ("        safety: nope", "orchestrator.safety", "one of: adamw, adamw_conservative"),  # the default portfolio
     ("        portfolio: [{name: a}]\n        safety: a\n        policies: [{type: bandti}]",
      "orchestrator.policies[0].type", "did you mean 'bandit'"),
     ("        portfolio: [{name: a, clipping: adaptive}]\n        safety: a", "portfolio[0].clipping",

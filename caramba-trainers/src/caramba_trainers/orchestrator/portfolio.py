@@ -23,19 +23,9 @@ from torch import nn
 
 from caramba.errors import UsageError, did_you_mean
 from caramba_trainers.optim import Lion, Schedule, build_schedule, param_groups
+from caramba_trainers.orchestrator.specs import DEFAULT_PORTFOLIO, StrategyConfig
 
-__all__ = ["DEFAULT_PORTFOLIO", "Portfolio", "Strategy", "carry_state"]
-
-#: name, optimizer, lr as a multiple of the run's lr, clipping, extra settings
-DEFAULT_PORTFOLIO: tuple[tuple[str, str, float, str, dict[str, Any]], ...] = (
-    ("adamw", "adamw", 1.0, "global_norm", {}),
-    ("adamw_conservative", "adamw", 0.3, "global_norm", {"max_grad_norm": 0.5}),
-    ("lion", "lion", 0.3, "global_norm", {}),
-    ("sgd_nesterov", "sgd", 10.0, "global_norm", {"momentum": 0.9, "nesterov": True}),
-    ("spike_resistant", "adamw", 0.3, "adagc", {}),
-)
-DEFAULT_SAFETY = "spike_resistant"
-
+__all__ = ["Portfolio", "Strategy", "carry_state"]
 
 @dataclass(frozen=True)
 class Strategy:
@@ -99,8 +89,6 @@ class Portfolio:
         if orch.portfolio:
             strategies = [Strategy.resolve(c, train) for c in orch.portfolio]
         else:
-            from caramba_trainers.orchestrator.specs import StrategyConfig
-
             strategies = [Strategy.resolve(StrategyConfig(name=n, optimizer=o, lr=train.lr * k, clipping=c, **extra),
                                            train) for n, o, k, c, extra in DEFAULT_PORTFOLIO]
         return cls(runtime, strategies, total_steps=total_steps, where=where)

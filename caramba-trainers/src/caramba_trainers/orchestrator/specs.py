@@ -15,6 +15,8 @@ from caramba.manifest import Config, PolymorphicConfig, Scope
 from caramba_trainers.specs import TrainConfig
 
 __all__ = [
+    "DEFAULT_PORTFOLIO",
+    "DEFAULT_SAFETY",
     "BanditPolicyConfig",
     "OrchestratedTrainConfig",
     "OrchestratedTrainerConfig",
@@ -30,6 +32,17 @@ NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)]
+
+
+#: Without ``portfolio:``: name, optimizer, lr as a multiple of the run's lr, clipping, other settings.
+DEFAULT_PORTFOLIO: tuple[tuple[str, str, float, str, dict[str, object]], ...] = (
+    ("adamw", "adamw", 1.0, "global_norm", {}),
+    ("adamw_conservative", "adamw", 0.3, "global_norm", {"max_grad_norm": 0.5}),
+    ("lion", "lion", 0.3, "global_norm", {}),
+    ("sgd_nesterov", "sgd", 10.0, "global_norm", {"momentum": 0.9, "nesterov": True}),
+    ("spike_resistant", "adamw", 0.3, "adagc", {}),
+)
+DEFAULT_SAFETY = "spike_resistant"
 
 
 class StrategyConfig(Config, kw_only=True):
@@ -145,14 +158,15 @@ class OrchestratorConfig(Config, kw_only=True):
                                                   "give each strategy its own name")
             seen.add(name)
         if not self.portfolio:
-            return
+            names = [entry[0] for entry in DEFAULT_PORTFOLIO]
+            seen = set(names)
         for field in ("start", "safety"):
             value = getattr(self, field)
             if value and value not in seen:
                 scope.error(field, f"'{value}' names no strategy of the portfolio",
                             f"one of: {', '.join(names)}")
         wants_safety = any(isinstance(p, SafetyPolicyConfig) for p in self.policies)
-        if wants_safety and not self.safety:
+        if wants_safety and not self.safety and self.portfolio:
             scope.error("safety", "the safety policy needs a safety strategy",
                         f"name one of: {', '.join(names)} (e.g. an AdamW with a low lr and clipping: adagc)")
 

@@ -48,8 +48,8 @@ from caramba_trainers.loop import (
 )
 from caramba_trainers.orchestrator.clipping import GradientClipper
 from caramba_trainers.orchestrator.policies import Decision, Trial
-from caramba_trainers.orchestrator.portfolio import DEFAULT_SAFETY, Portfolio, carry_state
-from caramba_trainers.orchestrator.specs import OrchestratedTrainConfig
+from caramba_trainers.orchestrator.portfolio import Portfolio, carry_state
+from caramba_trainers.orchestrator.specs import DEFAULT_SAFETY, OrchestratedTrainConfig
 from caramba_trainers.orchestrator.telemetry import Telemetry
 from caramba_trainers.standard import _Run, clean_partial_checkpoints
 
