@@ -126,7 +126,7 @@ class OrchestratedRun(_Run):
         self.decisions: list[dict[str, Any]] = []
         self.total_steps = self.run.steps
         self.step = 0
-        # Trials score on random held-out windows, not on the batches the final evaluation reads.
+        # Trials score on a random sample of the validation split (the final evaluation walks it in order).
         bs = train.batch_size
         self.trial_data = _Batches([to_device(self.data.batch("val", i, bs, seed=self.run.seed + 1), self.device)
                                     for i in range(orch.trial_eval_batches)])
