@@ -127,9 +127,11 @@ class StepResult:
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, *,
-                   clip: float = 0.0) -> tuple[float | None, bool]:
+                   clip: float | Callable[[nn.Module], float] = 0.0) -> tuple[float | None, bool]:
     """Unscale, clip, step, update the scaler and zero the grads.
 
+    ``clip`` is a global-norm bound (0 = off), or a function that clips the model's
+    (unscaled) gradients in place and returns their norm before clipping.
     Returns ``(grad_norm, skipped)``: ``skipped`` when the fp16 scaler found inf/NaN
     gradients and left the weights alone (it then lowers its scale).
     """
@@ -137,7 +139,9 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, precision
     norm = None
     if scaler is not None:
         scaler.unscale_(optimizer)
-    if clip > 0:
+    if callable(clip):
+        norm = float(clip(model))
+    elif clip > 0:
         norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))
     skipped = False
     if scaler is not None:

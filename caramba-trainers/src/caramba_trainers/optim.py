@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["Lion", "Schedule", "build_adamw", "build_lion", "build_optimizer", "build_sgd", "param_groups"]
+__all__ = ["Lion", "Schedule", "build_adafactor", "build_adamw", "build_lion", "build_optimizer", "build_sgd",
+           "param_groups"]
 
 
 class Lion(torch.optim.Optimizer):
@@ -157,3 +158,8 @@ def build_schedule(runtime: Any, name: str, *, total_steps: int, warmup_steps: i
                    min_lr_ratio: float) -> Schedule:
     factory = runtime.get("scheduler", name).load()
     return factory(total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+
+
+def build_adafactor(params: Any, *, lr: float, weight_decay: float = 0.0, **_: Any) -> torch.optim.Optimizer:
+    """torch's Adafactor (Shazeer & Stern 2018): factored second moments, no first moment."""
+    return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)

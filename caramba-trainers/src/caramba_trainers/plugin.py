@@ -1,5 +1,5 @@
 """The caramba-trainers plugin: registers datasets, tokenizers, objectives, optimizers,
-schedules, the standard trainer and metrics sinks.
+schedules, the standard, upcycle and orchestrated trainers, switching policies and metrics sinks.
 
 Torch-free: only the config structs of :mod:`caramba_trainers.specs` are imported here;
 each factory's module loads on first use.
@@ -11,6 +11,7 @@ from typing import Any
 
 from caramba import hookimpl
 from caramba_trainers import specs
+from caramba_trainers.orchestrator import specs as orchestrator
 from caramba_trainers.upcycle.specs import UpcycleTrainConfig, UpcycleTrainerConfig
 
 _P = "caramba_trainers"
@@ -65,6 +66,12 @@ def caramba_register_optimizers(registry: Any) -> None:
     registry.add("adamw", factory=f"{_P}.optim:build_adamw", summary="AdamW, fused where the device has it")
     registry.add("sgd", factory=f"{_P}.optim:build_sgd", summary="SGD with momentum and optional Nesterov")
     registry.add("lion", factory=f"{_P}.optim:build_lion", summary="Lion (Chen et al. 2023), sign updates")
+    registry.add("swats", factory=f"{_P}.swats:build_swats",
+                 summary="SWATS (Keskar & Socher 2017): Adam, then SGD at the projected learning rate")
+    registry.add("pidao", factory=f"{_P}.pidao:build_pidao",
+                 summary="PIDAO (Chen et al. 2024): a PID controller on the gradient, semi-implicit steps")
+    registry.add("adafactor", factory=f"{_P}.optim:build_adafactor",
+                 summary="Adafactor (Shazeer & Stern 2018), torch's implementation: factored second moments")
 
 
 @hookimpl
@@ -85,6 +92,24 @@ def caramba_register_trainers(registry: Any) -> None:
     registry.add("trainer.upcycle", config=UpcycleTrainerConfig, factory=f"{_P}.upcycle.trainer:UpcycleTrainer",
                  summary="surgery from a pretrained teacher, blockwise distillation, global fine-tune",
                  run_config=UpcycleTrainConfig)
+    registry.add("trainer.orchestrated", config=orchestrator.OrchestratedTrainerConfig,
+                 factory=f"{_P}.orchestrator.trainer:OrchestratedTrainer",
+                 summary="a portfolio of optimizer strategies switched by policies (safety rule, UCB bandit "
+                         "with trial runs), every decision logged", run_config=orchestrator.OrchestratedTrainConfig)
+
+
+@hookimpl
+def caramba_register_switch_policies(registry: Any) -> None:
+    registry.add("safety", config=orchestrator.SafetyPolicyConfig, factory=f"{_P}.orchestrator.policies:SafetyPolicy",
+                 summary="switch to the safety strategy when the loss or gradient norm spikes")
+    registry.add("bandit", config=orchestrator.BanditPolicyConfig, factory=f"{_P}.orchestrator.policies:BanditPolicy",
+                 summary="UCB over the portfolio; candidates trial-run from a snapshot, scored on held-out batches")
+
+
+@hookimpl
+def caramba_register_artifacts(registry: Any) -> None:
+    registry.add("orchestrator_report", factory=f"{_P}.orchestrator.artifacts:OrchestratorReport",
+                 summary="orchestrated runs: decisions into report.json, orchestrator.png (loss with switches)")
 
 
 @hookimpl

@@ -25,14 +25,14 @@ __all__ = ["KINDS", "PLURALS", "Entry", "Registrar", "Registry", "UnknownCompone
 KINDS: tuple[str, ...] = (
     "layer", "topology", "embedder", "system", "dataset", "tokenizer", "objective", "optimizer",
     "scheduler", "trainer", "verifier", "benchmark", "artifact", "sink", "checkpoint_format",
-    "cache_kind", "cache_policy", "kernel_backend", "provider", "process", "command",
+    "cache_kind", "cache_policy", "kernel_backend", "provider", "process", "command", "switch_policy",
 )
 
 
 #: The registration hook of each kind is ``caramba_register_<plural>``.
 PLURALS: dict[str, str] = {
-    kind: ("topologies" if kind == "topology" else "cache_policies" if kind == "cache_policy"
-           else "processes" if kind == "process" else kind + "s")
+    kind: ("topologies" if kind == "topology" else "processes" if kind == "process"
+           else kind[:-1] + "ies" if kind.endswith("policy") else kind + "s")
     for kind in KINDS
 }
 

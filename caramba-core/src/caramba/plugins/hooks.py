@@ -125,6 +125,10 @@ def caramba_register_processes(registry: Registrar) -> None:
 def caramba_register_commands(registry: Registrar) -> None:
     """Register extra CLI subcommands: ``caramba NAME ...`` runs the registered command."""
 
+@hookspec
+def caramba_register_switch_policies(registry: Any) -> None:
+    """Register optimizer-switching policies for orchestrated training (``safety``, ``bandit``...)."""
+
 
 # --- configuration -----------------------------------------------------------------------
 

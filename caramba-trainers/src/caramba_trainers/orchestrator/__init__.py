@@ -1,0 +1,2 @@
+"""Orchestrated training: a portfolio of optimizer strategies, telemetry of the training
+stream, and switching policies (``trainer.orchestrated``)."""
