@@ -13,8 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import caramba.testing.toy as toy
-from caramba import Runtime
-from caramba.pipeline import run_target
+from caramba import Runtime, run_target
 
 
 def _load_plugin(name: str = "orchestrate_plugin"):

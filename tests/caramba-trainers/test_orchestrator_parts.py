@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from caramba.errors import ManifestError
+from caramba import ManifestError
 from caramba_trainers.optim import Lion
 from caramba_trainers.orchestrator.clipping import GradientClipper
 from caramba_trainers.orchestrator.portfolio import carry_state
@@ -171,8 +171,7 @@ def test_orchestrator_block_mistakes_are_reported_with_their_field(runtime, body
 
 
 def test_a_strategy_naming_an_unknown_optimizer_stops_the_run_with_its_path(runtime, tmp_path):
-    from caramba.errors import UsageError
-    from caramba.pipeline import run_target
+    from caramba import UsageError, run_target
 
     body = "        portfolio: [{name: a, optimizer: adamv}]\n        safety: a"
     with pytest.raises(UsageError) as err:

@@ -126,7 +126,7 @@ def caramba_register_commands(registry: Registrar) -> None:
     """Register extra CLI subcommands: ``caramba NAME ...`` runs the registered command."""
 
 @hookspec
-def caramba_register_switch_policies(registry: Any) -> None:
+def caramba_register_switch_policies(registry: Registrar) -> None:
     """Register optimizer-switching policies for orchestrated training (``safety``, ``bandit``...)."""
 
 

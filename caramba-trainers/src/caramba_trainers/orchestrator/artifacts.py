@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from caramba.pipeline import ArtifactWriter, atomic_write_bytes, atomic_write_json
+from caramba import ArtifactWriter, atomic_write_bytes, atomic_write_json
 
 __all__ = ["OrchestratorReport", "read_jsonl"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from caramba.errors import UsageError, did_you_mean
+from caramba import UsageError, did_you_mean
 from caramba_trainers.optim import Lion, Schedule, build_schedule, param_groups
 from caramba_trainers.orchestrator.specs import DEFAULT_PORTFOLIO, StrategyConfig
 

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from caramba.manifest import Config, PolymorphicConfig, Scope
+from caramba import Config, PolymorphicConfig, Scope
 from caramba_trainers.specs import TrainConfig
 
 __all__ = [

@@ -32,9 +32,7 @@ from typing import Any
 
 import torch
 
-from caramba.errors import RunError
-from caramba.graph import Context
-from caramba.pipeline import RunResult, Trainer, atomic_write_text
+from caramba import Context, RunError, RunResult, Trainer, atomic_write_text
 from caramba_trainers.checkpoint import find_latest, get_rng_state, set_rng_state
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import (
@@ -51,7 +49,7 @@ from caramba_trainers.orchestrator.policies import Decision, Trial
 from caramba_trainers.orchestrator.portfolio import Portfolio, carry_state
 from caramba_trainers.orchestrator.specs import DEFAULT_SAFETY, OrchestratedTrainConfig
 from caramba_trainers.orchestrator.telemetry import Telemetry
-from caramba_trainers.standard import _Run, clean_partial_checkpoints
+from caramba_trainers.standard import TrainingRun, clean_partial_checkpoints
 
 __all__ = ["OrchestratedTrainer"]
 
@@ -104,7 +102,7 @@ class _Batches:
         return iter(self.batches)
 
 
-class OrchestratedRun(_Run):
+class OrchestratedRun(TrainingRun):
     """One run; also the :class:`~.policies.Orchestra` its policies see."""
 
     # -- setup --------------------------------------------------------------------------------
