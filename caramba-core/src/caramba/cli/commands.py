@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from caramba.errors import UsageError, did_you_mean
+from caramba.manifest.limits import human_bytes
 from caramba.plugins import Runtime
 
 __all__ = ["find_manifest", "runtime_from_args"]
@@ -98,6 +99,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
         if t["parameters"] is not None:
             built = f" (built on meta: {t['parameters_built']:,})" if "parameters_built" in t else ""
             print(f"    parameters {t['parameters']:,}{built}")
+            print(f"    training memory, weights + gradients + AdamW state: {human_bytes(t['training_bytes'])} "
+                  "(fp32; activations extra)")
         if t["kv_bytes_per_token"] is not None:
             kv = t["kv_bytes_per_token"]
             print(f"    KV cache bytes/token: {kv['fp16']:,} (fp16), {kv['fp32']:,} (fp32)")

@@ -22,6 +22,7 @@ import yaml
 
 from caramba.errors import RunError
 from caramba.manifest import ExperimentTarget, Manifest
+from caramba.manifest.limits import training_bytes
 from caramba.pipeline.components import BenchmarkResult, RunResult, VerifyResult
 from caramba.pipeline.files import atomic_write_json, atomic_write_text
 from caramba.pipeline.session import RunSession, TargetSession
@@ -51,6 +52,7 @@ def plan(manifest: Manifest, target_name: str | None = None, *, runtime: Any = N
                 trainer=target.trainer.ref,
                 objective=target.objective.ref,
                 parameters=params,
+                training_bytes=training_bytes(params) if params is not None else None,
                 kv_bytes_per_token={"fp32": kv * 4, "fp16": kv * 2} if kv is not None else None,
                 runs=[{"id": r.id, "seed": r.seed, "steps": r.steps,
                        "verify": [v.type for v in r.verify]} for r in target.runs],
