@@ -29,7 +29,7 @@ import torch
 from caramba.errors import RunError
 from caramba.graph import Context
 from caramba.pipeline import RunResult, Trainer
-from caramba_trainers.checkpoint import find_latest, list_checkpoints
+from caramba_trainers.checkpoint import list_checkpoints, resume_point
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.init import load_init_checkpoint, save_lora_adapters
 from caramba_trainers.loop import (
@@ -122,7 +122,7 @@ class _Run:
         self.dist.barrier()
         if not self.train.auto_resume:
             return 0
-        ckpt = find_latest(self.root)
+        ckpt = resume_point(self.root, self.session.warn)
         if ckpt is None:
             return 0
         restore_training_state(ckpt, model=self.wrapped, optimizer=self.optimizer, precision=self.precision,

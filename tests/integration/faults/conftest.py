@@ -43,7 +43,8 @@ class Outcome:
         """Exit ``code``, one error (a one-line message, or a report of one problem), no traceback."""
         assert self.code == code, self.err
         assert "Traceback" not in self.err, self.err
-        lines = [line for line in self.err.splitlines() if line.strip() and not line.startswith("warning:")]
+        lines = [line for line in self.err.splitlines()
+                 if line.strip() and not line.startswith(("warning:", "caramba running", "resumed run"))]
         if lines and lines[0].endswith(": 1 problem"):  # a manifest report: its head line and the problem
             assert len(lines) == 2, self.err
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ class TargetSession:
     def info(self, message: str) -> None:
         if self.console is not None:
             self.console.print(message)
+
+    def warn(self, message: str) -> None:
+        """Something the user must know although the run goes on (always shown, on stderr)."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

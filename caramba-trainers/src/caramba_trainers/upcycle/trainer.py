@@ -29,7 +29,7 @@ from caramba.graph import Context
 from caramba.pipeline import RunResult, Trainer
 from caramba_layers.checkpoints import open_checkpoint
 from caramba_layers.hf import llama_layout
-from caramba_trainers.checkpoint import find_latest, save_checkpoint, set_rng_state
+from caramba_trainers.checkpoint import find_latest, resume_point, save_checkpoint, set_rng_state
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import Precision, evaluate, optimizer_step, to_device
 from caramba_trainers.optim import build_optimizer, build_schedule
@@ -137,7 +137,7 @@ class BlockwiseRun:
         student = session.build_system().to(device=device, dtype=precision.param_dtype)
 
         clean_partial_checkpoints(self.root)
-        ckpt = find_latest(self.root) if train.auto_resume else None
+        ckpt = resume_point(self.root, session.warn) if train.auto_resume else None
         if ckpt is not None:
             student.load_state_dict(ckpt.model, strict=True)
             origin = f"resumed from {ckpt.path.name}"
