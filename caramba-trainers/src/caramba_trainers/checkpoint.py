@@ -172,6 +172,29 @@ def save_checkpoint(root: str | Path, step: int, *, model_state: dict[str, torch
         shutil.rmtree(tmp)
     tmp.mkdir()
 
+    try:
+        _write_files(tmp, step, model_state, optimizer_state, state, rng)
+    except BaseException:  # a full disk or an interrupt mid-write: leave no half folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    if final.exists():  # the same step saved again after a resume: replace it
+        trash = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _fsync_dir(root)
+    atomic_write_json(root / "latest.json", {"step": step, "path": final.name})
+    if keep is not None:
+        for old in list_checkpoints(root)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_files(tmp: Path, step: int, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any] | None,
+                 state: dict[str, Any] | None, rng: bool) -> None:
     model_tensors, aliases = _dedupe(model_state)
     doc: dict[str, Any] = {"format": FORMAT, "step": step, "model_aliases": aliases, "files": {}, "sha256": {},
                            **(state or {})}
@@ -189,20 +212,6 @@ def save_checkpoint(root: str | Path, step: int, *, model_state: dict[str, torch
     # state.json last: a folder without it is never complete.
     _write_synced(tmp / "state.json", (json.dumps(doc, indent=1, default=_json_default) + "\n").encode())
     _fsync_dir(tmp)
-
-    if final.exists():  # the same step saved again after a resume: replace it
-        trash = root / f".old-{final.name}-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-    _fsync_dir(root)
-    atomic_write_json(root / "latest.json", {"step": step, "path": final.name})
-    if keep is not None:
-        for old in list_checkpoints(root)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def _json_default(value: Any) -> Any:

@@ -117,6 +117,12 @@ class _Run:
 
     def _resume(self) -> int:
         """The step to start from (0 when fresh); loads the newest good checkpoint."""
+        step = self._resume_point()
+        if self.dist.is_main:
+            self.session.rewind_metrics(step)
+        return step
+
+    def _resume_point(self) -> int:
         if self.dist.is_main:
             clean_partial_checkpoints(self.root)
         self.dist.barrier()

@@ -5,13 +5,16 @@ was loaded. The target's folder is ``<artifacts_dir>/<manifest name>/<target nam
 so an interrupted run resumes from its checkpoints) and holds::
 
     manifest.resolved.yml   overrides.json   plugins.lock.json   environment.json
-    runs/<run id>/          metrics.jsonl, checkpoints (written by the trainer)
+    caramba.lock            held while a run writes here (runfolder.py)
+    runs/<run id>/          fingerprint.json, metrics.jsonl, checkpoints (written by the trainer)
     report.json             runs, verify results, benchmark results
     ...                     files of the artifact writers (CSV, PNG, LaTeX)
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import sys
 import time
@@ -25,6 +28,7 @@ from caramba.manifest import ExperimentTarget, Manifest
 from caramba.manifest.limits import training_bytes
 from caramba.pipeline.components import BenchmarkResult, RunResult, VerifyResult
 from caramba.pipeline.files import atomic_write_json, atomic_write_text
+from caramba.pipeline.runfolder import check_fingerprint, check_writable, fingerprint, folder_lock, write_fingerprint
 from caramba.pipeline.session import RunSession, TargetSession
 
 __all__ = ["plan", "run_target"]
@@ -109,10 +113,27 @@ def target_dir(manifest: Manifest, target_name: str, root: str | Path | None = N
 
 def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None, *,
                root: str | Path | None = None, console: Any = None) -> dict[str, Any]:
-    """Run one target end to end and return its report (also written as ``report.json``)."""
+    """Run one target end to end and return its report (also written as ``report.json``).
+
+    The folder is checked writable and locked first (rank 0 holds the lock for all ranks);
+    a rerun whose settings differ from a run already in the folder is refused before any
+    file is written (see :mod:`caramba.pipeline.runfolder`).
+    """
     target = manifest.target(target_name)
     folder = target_dir(manifest, target.name, root)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder)
+    lock = folder_lock(folder) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with lock:
+        return _run_target(runtime, manifest, target, folder, console)
+
+
+def _run_target(runtime: Any, manifest: Manifest, target: Any, folder: Path, console: Any) -> dict[str, Any]:
+    prints: dict[str, dict[str, Any]] = {}
+    if isinstance(target, ExperimentTarget):
+        plugins = runtime.lock()
+        for run in target.runs:
+            prints[run.id] = fingerprint(manifest, target.name, run.id, plugins)
+            check_fingerprint(folder / "runs" / run.id, prints[run.id])
     _write_provenance(runtime, manifest, folder)
     if not isinstance(target, ExperimentTarget):
         session = TargetSession(runtime, manifest, target, folder, console)  # type: ignore[arg-type]
@@ -135,6 +156,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
         session = RunSession(runtime, manifest, target, folder, console, run=run,
                              run_dir=folder / "runs" / run.id)
         session.run_dir.mkdir(parents=True, exist_ok=True)
+        write_fingerprint(session.run_dir, prints[run.id])
         atomic_write_json(session.run_dir / "environment.json", environment(run.seed))
         session.open_sinks()
         try:

@@ -86,6 +86,11 @@ class RunSession(TargetSession):
         if phase == "train":
             self.runtime.hooks.step_end(self, step, metrics)
 
+    def rewind_metrics(self, step: int) -> None:
+        """A run resuming at ``step`` drops what its sinks logged after it, so no step is logged twice."""
+        for sink in self.sinks:
+            sink.rewind(step)
+
     def close_sinks(self) -> None:
         for sink in self.sinks:
             sink.close()
