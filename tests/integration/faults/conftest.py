@@ -43,12 +43,14 @@ class Outcome:
         """Exit ``code``, one error (a one-line message, or a report of one problem), no traceback."""
         assert self.code == code, self.err
         assert "Traceback" not in self.err, self.err
-        lines = [line for line in self.err.splitlines()
-                 if line.strip() and not line.startswith(("warning:", "caramba running", "resumed run"))]
-        if lines and lines[0].endswith(": 1 problem"):  # a manifest report: its head line and the problem
-            assert len(lines) == 2, self.err
-        else:
-            assert len(lines) == 1 and lines[0].startswith("error: "), self.err
+        lines = self.err.splitlines()
+        reports = [line for line in lines if line.endswith(": 1 problem") or line.endswith(" problems")]
+        errors = [line for line in lines if line.startswith("error: ")]
+        if reports:  # a manifest report: its head line, then one indented problem
+            assert reports[0].endswith(": 1 problem") and not errors, self.err
+            assert lines[lines.index(reports[0]) + 1].startswith("  ") and len(lines) == lines.index(reports[0]) + 2
+        else:  # anything else: one line, after whatever progress the console showed
+            assert len(errors) == 1 and lines[-1] == errors[0], self.err
         for needle in needles:
             assert needle in self.err, f"{needle!r} not in {self.err!r}"
 
