@@ -58,11 +58,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """The ``config.json`` of a checkpoint folder."""
     file = resolve(path) / "config.json"
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        config = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{file} does not exist", hint="an HF checkpoint folder holds config.json") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file} holds a {type(config).__name__}, not an object of model settings",
+                              hint="point at a Hugging Face model folder's config.json")
+    return config
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,8 +78,15 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     if single.exists():
         files = [single]
     elif index.exists():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = [folder / name for name in sorted(set(weight_map.values()))]
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+            if any(not isinstance(n, str) or Path(n).name != n for n in names):
+                raise ValueError("shards are named by plain file names in the same folder")
+            files = [folder / name for name in names]
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{index} is not a weight index ({type(exc).__name__}: {exc})",
+                                  hint='expected {"weight_map": {"tensor name": "shard file name", ...}}') from None
     else:
         raise CheckpointError(f"{folder} has neither model.safetensors nor model.safetensors.index.json",
                               hint="only safetensors checkpoints are read (never pickles)")
