@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from caramba.pipeline.runfolder import folder_lock
 
 
@@ -55,6 +57,8 @@ def test_a_second_run_into_a_folder_in_use_exits_naming_the_holder(cli, manifest
 HOLDER = """
 import sys, time
 from pathlib import Path
+
+import pytest
 from caramba.pipeline.runfolder import folder_lock
 with folder_lock(Path(sys.argv[1])):
     print("held", flush=True)
@@ -100,3 +104,28 @@ def test_an_unreadable_fingerprint_is_refused(cli, manifest, tmp_path):
     assert cli("run", manifest, "--out", out).code == 0
     (_target(out) / "runs" / "r" / "fingerprint.json").write_text("[]")
     cli("run", manifest, "--out", out).assert_clean_failure(2, "fingerprint.json is not a fingerprint")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_checkpoint_the_finished_step_before_exiting(cli, manifest, tmp_path, monkeypatch, signum):
+    from caramba_trainers.standard import _Run
+
+    step = _Run._step
+
+    def signalled_during_step_3(self: _Run, index: int):
+        if index == 2:
+            os.kill(os.getpid(), signum)  # arrives mid-step; the loop answers after it
+        return step(self, index)
+
+    monkeypatch.setattr(_Run, "_step", signalled_during_step_3)
+    out = tmp_path / "out"
+    outcome = cli("run", manifest, "--out", out)
+    ckpts = _target(out) / "runs" / "r" / "checkpoints"
+    outcome.assert_clean_failure(128 + signum, f"stopped by {signal.Signals(signum).name} after step 3",
+                                 str(ckpts / "step_00000003"), "run the same command again to resume")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the run's handlers are gone
+
+    monkeypatch.setattr(_Run, "_step", step)
+    resumed = cli("run", manifest, "--out", out)
+    said = resumed.err.replace("\n", "")  # the console wraps long paths
+    assert resumed.code == 0 and "resumed run 'r'" in said and "step_00000003 (step 3)" in said
