@@ -23,6 +23,8 @@ def runtime_from_args(args: argparse.Namespace) -> Runtime:
             raise UsageError(f"unknown plugin option -p {opt}", hint="use -p no:NAME to block a plugin")
         block.append(opt[3:])
     runtime = Runtime(block=block)
+    for name in runtime.unmatched_filters:
+        print(f"warning: {name} matches no installed plugin  (caramba plugins lists their names)", file=sys.stderr)
     if getattr(args, "command", "") != "plugins":
         for info in runtime.failed_plugins():  # `caramba plugins` lists them itself
             print(f"warning: plugin '{info.name}' failed to load: {info.reason}  (caramba plugins shows why)",
