@@ -29,9 +29,8 @@ from caramba_layers.modules.glu import GLULayer
 from caramba_layers.modules.norm import RMSNormLayer
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
 
-__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "export", "from_pretrained", "llama_layout",
-           "llama_parameters", "load_state", "load_weights",
-           "read_config", "resolve"]
+__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "check_dtype", "export", "from_pretrained",
+           "llama_layout", "llama_parameters", "load_state", "load_weights", "read_config", "resolve"]
 
 _IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
 
@@ -160,6 +159,14 @@ def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return names
 
 
+def check_dtype(name: str, value: torch.Tensor, target: torch.Tensor) -> None:
+    """Refuse integer or boolean checkpoint data for floating-point weights (precision changes are fine)."""
+    if target.is_floating_point() and not (value.is_floating_point() or value.is_complex()):
+        raise CheckpointError(f"{name} holds {value.dtype} data in the checkpoint, but the model's weight is "
+                              f"{target.dtype}", hint="the checkpoint is not a model's weights, or was exported "
+                              "wrongly; integer data is never converted to weights")
+
+
 @torch.no_grad()
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy a Llama state dict into ``model`` (dtype converted); every tensor must fit exactly."""
@@ -180,6 +187,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if tuple(value.shape) != tuple(param.shape):
             raise CheckpointError(f"{name} is {tuple(value.shape)} in the checkpoint but {tuple(param.shape)} in "
                                   "the model")
+        check_dtype(name, value, param)
         if tied and name == "lm_head.weight" and not torch.equal(value, state["model.embed_tokens.weight"]):
             raise CheckpointError("the model ties its LM head to the embedding, but the checkpoint's lm_head.weight "
                                   "differs from model.embed_tokens.weight", hint="set tied_embeddings: false")

@@ -9,6 +9,7 @@ import json
 import gguf
 import numpy as np
 import pytest
+import torch
 
 from caramba.errors import CarambaError, CheckpointError
 from caramba_layers.gguf import read_gguf
@@ -81,3 +82,18 @@ def test_too_few_tokens_are_counted_plainly(tmp_path):
 
     with pytest.raises(CarambaError, match="10 tokens leave 0 for the train split, fewer than block_size"):
         BlockDataset(np.arange(10), block_size=16, val_frac=0.1, vocab_size=16)
+
+
+def test_integer_data_is_never_loaded_into_float_weights(cli, manifest, tmp_path):
+    from caramba_trainers.checkpoint import find_latest, save_checkpoint
+
+    assert cli("run", manifest, "--out", tmp_path / "first").code == 0
+    trained = find_latest(tmp_path / "first" / "faults" / "mlp" / "runs" / "r" / "checkpoints")
+    name = next(iter(trained.model))
+    ints = {k: (v.to(torch.int32) if k == name else v) for k, v in trained.model.items()}
+    bad = save_checkpoint(tmp_path / "ints", 6, model_state=ints)
+
+    outcome = cli("run", manifest, "--out", tmp_path / "second",
+                  "-s", f"targets[0].runs[0].train.init_checkpoint={bad}")
+    outcome.assert_clean_failure(2, f"{bad}: {name} holds torch.int32 data in the checkpoint, but the model's "
+                                    "weight is torch.float32")
