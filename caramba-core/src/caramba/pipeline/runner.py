@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from caramba.errors import RunError
-from caramba.manifest import ExperimentTarget, Manifest
+from caramba.manifest import ExperimentTarget, Manifest, ProcessTarget
 from caramba.manifest.limits import training_bytes
 from caramba.pipeline.components import BenchmarkResult, RunResult, VerifyResult
 from caramba.pipeline.files import atomic_write_json, atomic_write_text
@@ -127,7 +127,8 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
         return _run_target(runtime, manifest, target, folder, console)
 
 
-def _run_target(runtime: Any, manifest: Manifest, target: Any, folder: Path, console: Any) -> dict[str, Any]:
+def _run_target(runtime: Any, manifest: Manifest, target: ExperimentTarget | ProcessTarget, folder: Path,
+                console: Any) -> dict[str, Any]:
     prints: dict[str, dict[str, Any]] = {}
     if isinstance(target, ExperimentTarget):
         plugins = runtime.lock()
