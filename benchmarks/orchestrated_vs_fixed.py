@@ -36,8 +36,7 @@ from typing import Any
 
 import yaml
 
-from caramba import Runtime
-from caramba import run_target
+from caramba import Runtime, run_target
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = ("standard_transformer", "moe_transformer")

@@ -243,7 +243,8 @@ def test_a_full_toy_run_writes_the_run_folder(toy_cli, capsys, tmp_path):
     assert toy_cli(["run", "run.yml", "--out", "out", "-s", "targets.quick.runs.0.steps=3"]) == 0
     folder = tmp_path / "out" / "toy" / "quick"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "environment.json", "manifest.resolved.yml", "overrides.json", "plugins.lock.json", "report.json", "runs"]
+        "caramba.lock", "environment.json", "manifest.resolved.yml", "overrides.json", "plugins.lock.json",
+        "report.json", "runs"]
     assert json.loads((folder / "overrides.json").read_text()) == ["targets.quick.runs.0.steps=3"]
     lock = json.loads((folder / "plugins.lock.json").read_text())
     assert {"plugin": "toy", "distribution": "caramba-toy", "version": "0.1.0"} in lock

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
     from caramba.graph._shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
     from caramba.manifest._config import Config, PolymorphicConfig, Scope
+    from caramba.manifest._limits import human_bytes, memory_budget
     from caramba.manifest._load import Manifest
     from caramba.manifest._schema import BenchmarkConfig, VerifierConfig
     from caramba.pipeline._components import (
@@ -60,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph._shapes"),
     **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest._config"),
     "Manifest": "caramba.manifest._load",
+    **dict.fromkeys(("human_bytes", "memory_budget"), "caramba.manifest._limits"),
     **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest._schema"),
     **dict.fromkeys(("ArtifactWriter", "Benchmark", "BenchmarkResult", "JsonlSink", "RunResult", "Sink", "Trainer",
                      "Verifier", "VerifyResult"), "caramba.pipeline._components"),
@@ -120,6 +122,8 @@ __all__ = [
     "expect_last",
     "hookimpl",
     "hookspec",
+    "human_bytes",
+    "memory_budget",
     "run_target",
 ]
 

@@ -63,9 +63,23 @@ def unpermute_rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
+_REQUIRED = object()
+
+
 def _field(reader: Any, key: str, default: Any = None) -> Any:
     f = reader.fields.get(key)
     return default if f is None else f.contents()
+
+
+def _number(reader: Any, key: str, default: Any = _REQUIRED) -> Any:
+    """A numeric metadata value; a missing required key or a non-number is a :class:`CheckpointError`."""
+    value = _field(reader, key, default)
+    if value is _REQUIRED:
+        raise CheckpointError(f"the GGUF file lacks the required key '{key}'",
+                              hint="it was not written for a Llama-family model; reconvert it with llama.cpp")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CheckpointError(f"the GGUF key '{key}' is {value!r}, not a number")
+    return value
 
 
 def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoint:
@@ -86,9 +100,9 @@ def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoin
     if arch != "llama":
         raise CheckpointError(f"{path} holds a '{arch}' model; only Llama-family GGUF files are supported",
                               hint="convert an HF checkpoint instead")
-    n_head = int(_field(reader, "llama.attention.head_count"))
-    n_kv = int(_field(reader, "llama.attention.head_count_kv", n_head))
-    d_model = int(_field(reader, "llama.embedding_length"))
+    n_head = int(_number(reader, "llama.attention.head_count"))
+    n_kv = int(_number(reader, "llama.attention.head_count_kv", n_head))
+    d_model = int(_number(reader, "llama.embedding_length"))
     tokens = _field(reader, "tokenizer.ggml.tokens")
     state: dict[str, np.ndarray] = {}
     for tensor in reader.tensors:
@@ -112,15 +126,15 @@ def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoin
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": d_model,
-        "intermediate_size": int(_field(reader, "llama.feed_forward_length")),
-        "num_hidden_layers": int(_field(reader, "llama.block_count")),
+        "intermediate_size": int(_number(reader, "llama.feed_forward_length")),
+        "num_hidden_layers": int(_number(reader, "llama.block_count")),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_kv,
-        "head_dim": int(_field(reader, "llama.rope.dimension_count", d_model // n_head)),
-        "vocab_size": int(_field(reader, "llama.vocab_size", len(tokens) if tokens else 0)),
-        "max_position_embeddings": int(_field(reader, "llama.context_length", 2048)),
-        "rms_norm_eps": float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": float(_field(reader, "llama.rope.freq_base", 10000.0)),
+        "head_dim": int(_number(reader, "llama.rope.dimension_count", d_model // n_head)),
+        "vocab_size": int(_number(reader, "llama.vocab_size", len(tokens) if tokens else 0)),
+        "max_position_embeddings": int(_number(reader, "llama.context_length", 2048)),
+        "rms_norm_eps": float(_number(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(_number(reader, "llama.rope.freq_base", 10000.0)),
         "tie_word_embeddings": tied,
         "attention_bias": "model.layers.0.self_attn.q_proj.bias" in state,
         "hidden_act": "silu",
@@ -130,7 +144,7 @@ def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoin
     scaling = _field(reader, "llama.rope.scaling.type")
     if scaling in ("linear", "yarn"):
         config["rope_scaling"] = {"rope_type": scaling,
-                                  "factor": float(_field(reader, "llama.rope.scaling.factor", 1.0))}
+                                  "factor": float(_number(reader, "llama.rope.scaling.factor", 1.0))}
     metadata = {k: _field(reader, k) for k in ("general.name", "general.file_type", "general.organization")}
     tokenizer = _tokenizer(reader) if with_tokenizer and tokens else None
     return GGUFCheckpoint(config, state, tokenizer, metadata)

@@ -28,9 +28,8 @@ from caramba_layers.modules.glu import GLULayer
 from caramba_layers.modules.norm import RMSNormLayer
 from caramba_layers.specs.hf import hf_config_from_model, model_config_from_hf
 
-__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "export", "from_pretrained", "llama_layout",
-           "llama_parameters", "load_state", "load_weights",
-           "read_config", "resolve"]
+__all__ = ["HFCheckpoint", "LlamaLayout", "build_from_hf_config", "check_dtype", "export", "from_pretrained",
+           "llama_layout", "llama_parameters", "load_state", "load_weights", "read_config", "resolve"]
 
 _IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
 
@@ -57,11 +56,15 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """The ``config.json`` of a checkpoint folder."""
     file = resolve(path) / "config.json"
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        config = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{file} does not exist", hint="an HF checkpoint folder holds config.json") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file} holds a {type(config).__name__}, not an object of model settings",
+                              hint="point at a Hugging Face model folder's config.json")
+    return config
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -73,8 +76,15 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     if single.exists():
         files = [single]
     elif index.exists():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = [folder / name for name in sorted(set(weight_map.values()))]
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            names = sorted(set(weight_map.values()))
+            if any(not isinstance(n, str) or Path(n).name != n for n in names):
+                raise ValueError("shards are named by plain file names in the same folder")
+            files = [folder / name for name in names]
+        except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{index} is not a weight index ({type(exc).__name__}: {exc})",
+                                  hint='expected {"weight_map": {"tensor name": "shard file name", ...}}') from None
     else:
         raise CheckpointError(f"{folder} has neither model.safetensors nor model.safetensors.index.json",
                               hint="only safetensors checkpoints are read (never pickles)")
@@ -148,6 +158,14 @@ def llama_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return names
 
 
+def check_dtype(name: str, value: torch.Tensor, target: torch.Tensor) -> None:
+    """Refuse integer or boolean checkpoint data for floating-point weights (precision changes are fine)."""
+    if target.is_floating_point() and not (value.is_floating_point() or value.is_complex()):
+        raise CheckpointError(f"{name} holds {value.dtype} data in the checkpoint, but the model's weight is "
+                              f"{target.dtype}", hint="the checkpoint is not a model's weights, or was exported "
+                              "wrongly; integer data is never converted to weights")
+
+
 @torch.no_grad()
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Copy a Llama state dict into ``model`` (dtype converted); every tensor must fit exactly."""
@@ -168,6 +186,7 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         if tuple(value.shape) != tuple(param.shape):
             raise CheckpointError(f"{name} is {tuple(value.shape)} in the checkpoint but {tuple(param.shape)} in "
                                   "the model")
+        check_dtype(name, value, param)
         if tied and name == "lm_head.weight" and not torch.equal(value, state["model.embed_tokens.weight"]):
             raise CheckpointError("the model ties its LM head to the embedding, but the checkpoint's lm_head.weight "
                                   "differs from model.embed_tokens.weight", hint="set tied_embeddings: false")

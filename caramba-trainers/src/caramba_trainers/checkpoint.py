@@ -5,21 +5,27 @@ A checkpoint is a folder ``<root>/step_00000042/`` holding::
     model.safetensors       the model's state dict (tied tensors stored once)
     optimizer.safetensors   the optimizer's per-parameter tensors (``state/<i>/<name>``)
     state.json              step, run id, metrics, optimizer param groups and scalars,
-                            schedule, grad-scaler, RNG states, data cursor, file sizes
+                            schedule, grad-scaler, RNG states, data cursor, and the size
+                            and SHA-256 of every tensor file
 
 It is written into a hidden temp folder, each file fsynced, then the folder is renamed
 into place and the parent fsynced: a kill at any moment leaves either the previous
 checkpoints alone or the new one complete. A loader only considers ``step_*`` folders,
-newest first, and skips any that fail to verify. ``latest.json`` names the newest one for
-people and tools.
+newest first, and skips any that fail to verify (a size or content hash that does not
+match: a flipped byte is never loaded). ``latest.json`` names the newest one for people
+and tools. :func:`resume_point` is what a trainer resumes from: the newest good
+checkpoint, each skipped one named in a warning, and an error when there are checkpoints
+but none of them is readable (retraining over them is the user's explicit choice).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +43,7 @@ __all__ = [
     "get_rng_state",
     "list_checkpoints",
     "load_checkpoint",
+    "resume_point",
     "save_checkpoint",
     "set_rng_state",
     "unflatten_optimizer",
@@ -134,11 +141,13 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _write_synced(path: Path, data: bytes) -> int:
+def _write_synced(path: Path, data: bytes, hashes: dict[str, str] | None = None) -> int:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    if hashes is not None:
+        hashes[path.name] = hashlib.sha256(data).hexdigest()
     return len(data)
 
 
@@ -162,21 +171,11 @@ def save_checkpoint(root: str | Path, step: int, *, model_state: dict[str, torch
         shutil.rmtree(tmp)
     tmp.mkdir()
 
-    model_tensors, aliases = _dedupe(model_state)
-    doc: dict[str, Any] = {"format": FORMAT, "step": step, "model_aliases": aliases, "files": {},
-                           **(state or {})}
-    doc["files"]["model.safetensors"] = _write_synced(tmp / "model.safetensors", st_save(model_tensors))
-    if optimizer_state is not None:
-        opt_tensors, opt_meta = flatten_optimizer(optimizer_state)
-        doc["optimizer"] = opt_meta
-        doc["files"]["optimizer.safetensors"] = _write_synced(tmp / "optimizer.safetensors", st_save(opt_tensors))
-    if rng:
-        rng_tensors, rng_meta = get_rng_state()
-        doc["rng"] = rng_meta
-        doc["files"]["rng.safetensors"] = _write_synced(tmp / "rng.safetensors", st_save(rng_tensors))
-    # state.json last: a folder without it is never complete.
-    _write_synced(tmp / "state.json", (json.dumps(doc, indent=1, default=_json_default) + "\n").encode())
-    _fsync_dir(tmp)
+    try:
+        _write_files(tmp, step, model_state, optimizer_state, state, rng)
+    except BaseException:  # a full disk or an interrupt mid-write: leave no half folder behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
     if final.exists():  # the same step saved again after a resume: replace it
         trash = root / f".old-{final.name}-{os.getpid()}"
@@ -191,6 +190,27 @@ def save_checkpoint(root: str | Path, step: int, *, model_state: dict[str, torch
         for old in list_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _write_files(tmp: Path, step: int, model_state: dict[str, torch.Tensor], optimizer_state: dict[str, Any] | None,
+                 state: dict[str, Any] | None, rng: bool) -> None:
+    model_tensors, aliases = _dedupe(model_state)
+    doc: dict[str, Any] = {"format": FORMAT, "step": step, "model_aliases": aliases, "files": {}, "sha256": {},
+                           **(state or {})}
+    hashes = doc["sha256"]
+    doc["files"]["model.safetensors"] = _write_synced(tmp / "model.safetensors", st_save(model_tensors), hashes)
+    if optimizer_state is not None:
+        opt_tensors, opt_meta = flatten_optimizer(optimizer_state)
+        doc["optimizer"] = opt_meta
+        doc["files"]["optimizer.safetensors"] = _write_synced(tmp / "optimizer.safetensors", st_save(opt_tensors),
+                                                              hashes)
+    if rng:
+        rng_tensors, rng_meta = get_rng_state()
+        doc["rng"] = rng_meta
+        doc["files"]["rng.safetensors"] = _write_synced(tmp / "rng.safetensors", st_save(rng_tensors), hashes)
+    # state.json last: a folder without it is never complete.
+    _write_synced(tmp / "state.json", (json.dumps(doc, indent=1, default=_json_default) + "\n").encode())
+    _fsync_dir(tmp)
 
 
 def _json_default(value: Any) -> Any:
@@ -212,11 +232,14 @@ def list_checkpoints(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
 
 
-def _read_tensors(path: Path, expected: int | None) -> dict[str, torch.Tensor]:
+def _read_tensors(path: Path, expected: int | None, sha256: str | None) -> dict[str, torch.Tensor]:
     data = path.read_bytes()
     if expected is not None and len(data) != expected:
         raise CheckpointError(f"{path} has {len(data)} bytes, expected {expected}",
                               hint="the file is truncated or was changed after writing")
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded when it was written",
+                              hint="the file is corrupt or was changed after writing")
     return st_load(data)
 
 
@@ -230,31 +253,59 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         return found
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        if state.get("format") != FORMAT:
-            raise CheckpointError(f"{path}: unknown checkpoint format {state.get('format')!r}",
-                                  hint=f"expected {FORMAT}")
-        files = state.get("files", {})
-        model = _read_tensors(path / "model.safetensors", files.get("model.safetensors"))
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"{path}: unknown checkpoint format {found!r}", hint=f"expected {FORMAT}")
+        step = state["step"]
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise CheckpointError(f"{path}/state.json: step is {step!r}, not a step number",
+                                  hint="the file was changed after writing")
+        files, hashes = state.get("files", {}), state.get("sha256", {})
+
+        def tensors(name: str) -> dict[str, torch.Tensor]:
+            return _read_tensors(path / name, files.get(name), hashes.get(name))
+
+        model = tensors("model.safetensors")
         for alias, name in state.get("model_aliases", {}).items():
             model[alias] = model[name]
         optimizer = None
         if "optimizer.safetensors" in files:
-            optimizer = unflatten_optimizer(
-                _read_tensors(path / "optimizer.safetensors", files["optimizer.safetensors"]), state["optimizer"])
-        rng = _read_tensors(path / "rng.safetensors", files["rng.safetensors"]) if "rng.safetensors" in files else {}
+            optimizer = unflatten_optimizer(tensors("optimizer.safetensors"), state["optimizer"])
+        rng = tensors("rng.safetensors") if "rng.safetensors" in files else {}
     except CheckpointError:
         raise
     except Exception as exc:  # any unreadable file makes a bad checkpoint, whatever the library raised
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}",
                               hint="delete the folder to fall back to an older checkpoint") from exc
-    return Checkpoint(path=path, step=int(state["step"]), model=model, optimizer=optimizer, state=state, rng=rng)
+    return Checkpoint(path=path, step=step, model=model, optimizer=optimizer, state=state, rng=rng)
 
 
-def find_latest(root: str | Path) -> Checkpoint | None:
-    """The newest checkpoint under ``root`` that loads and verifies, or ``None``."""
+def find_latest(root: str | Path, on_skip: Callable[[Path, CheckpointError], None] | None = None) -> Checkpoint | None:
+    """The newest checkpoint under ``root`` that loads and verifies, or ``None``.
+
+    Each newer one that fails is passed to ``on_skip`` (to be named in a warning).
+    """
     for path in reversed(list_checkpoints(root)):
         try:
             return load_checkpoint(path)
-        except CheckpointError:
-            continue
+        except CheckpointError as exc:
+            if on_skip is not None:
+                on_skip(path, exc)
     return None
+
+
+def resume_point(root: str | Path, warn: Callable[[str], None]) -> Checkpoint | None:
+    """The checkpoint a run resumes from: ``None`` when there is none, the newest good one
+    otherwise (each skipped one named through ``warn``); raises when none is readable."""
+    skipped: list[str] = []
+
+    def on_skip(path: Path, exc: CheckpointError) -> None:
+        skipped.append(exc.message)
+        warn(f"skipping checkpoint {path}: {exc.message}")
+
+    ckpt = find_latest(root, on_skip)
+    if ckpt is None and skipped:
+        raise CheckpointError(f"none of the {len(skipped)} checkpoints in {root} is readable ({skipped[0]})",
+                              hint="nothing was changed; move the folder away, or set auto_resume: false in the "
+                                   "run's train: block to retrain from step 0 and replace them")
+    return ckpt

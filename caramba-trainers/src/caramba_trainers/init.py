@@ -80,6 +80,12 @@ def load_init_checkpoint(session: Any, model: nn.Module, ref: str) -> str:
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    from caramba_layers.hf import check_dtype
+
+    own = model.state_dict()
+    for name, value in state.items():
+        if name in own:
+            check_dtype(f"{path}: {name}", value, own[name])
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.endswith(_ADAPTER_SUFFIXES)]
     if missing or result.unexpected_keys:

@@ -9,7 +9,9 @@ wrap -> optimizer and schedule -> resume from the newest checkpoint -> loop:
 * a non-finite loss or gradient norm stops the run with a :class:`RunError`; the last
   good checkpoint is kept (nothing is written after the bad step);
 * every ``eval_every`` steps, and at the end, the validation split is evaluated;
-* every ``save_every`` steps, and at the end, a checkpoint is written.
+* every ``save_every`` steps, and at the end, a checkpoint is written;
+* SIGINT or SIGTERM stops the run after the current step, with a checkpoint of it
+  (exit code 128 + the signal: 130, 143); a rerun resumes there.
 
 Resuming restores weights, optimizer, scaler, RNG and the step; the data cursor *is* the
 step, so a resumed run continues the uninterrupted run's loss curve exactly.
@@ -20,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ from typing import Any
 import torch
 
 from caramba import Context, RunError, RunResult, Trainer
-from caramba_trainers.checkpoint import find_latest, list_checkpoints
+from caramba_trainers.checkpoint import list_checkpoints, resume_point
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.init import load_init_checkpoint, save_lora_adapters
 from caramba_trainers.loop import (
@@ -52,6 +56,31 @@ def clean_partial_checkpoints(root: Path) -> None:
         for p in root.iterdir():
             if p.is_dir() and p.name.startswith((".tmp-", ".old-")):
                 shutil.rmtree(p, ignore_errors=True)
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a request the loop answers after the current step.
+
+    A second signal acts at once (the default handlers are back): checkpoint writes are
+    atomic, so stopping mid-write loses only that checkpoint. Off under torchrun, where a
+    checkpoint is a collective that every rank would have to reach together.
+    """
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+        self.restore()
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 class StandardTrainer(Trainer):
@@ -118,12 +147,18 @@ class TrainingRun:
 
     def _resume(self) -> int:
         """The step to start from (0 when fresh); loads the newest good checkpoint."""
+        step = self._resume_point()
+        if self.dist.is_main:
+            self.session.rewind_metrics(step)
+        return step
+
+    def _resume_point(self) -> int:
         if self.dist.is_main:
             clean_partial_checkpoints(self.root)
         self.dist.barrier()
         if not self.train.auto_resume:
             return 0
-        ckpt = find_latest(self.root)
+        ckpt = resume_point(self.root, self.session.warn)
         if ckpt is None:
             return 0
         restore_training_state(ckpt, model=self.wrapped, optimizer=self.optimizer, precision=self.precision,
@@ -151,6 +186,7 @@ class TrainingRun:
         progress = self._progress(start, total)
         self.wrapped.train()
         t_start = time.perf_counter()
+        stop = StopRequest(enabled=not self.dist.enabled)
         try:
             for step in range(start, total):
                 t0 = time.perf_counter()
@@ -172,12 +208,15 @@ class TrainingRun:
                 if progress is not None:
                     progress.update(self._task, completed=done - start,
                                     status=f"loss {loss:.4f}  {self.tokens_per_step / dt:,.0f} tok/s")
+                if stop.signal is not None and done < total:
+                    self._stop(stop.signal, done, metrics)
             metrics.update(self._evaluate(total))
             metrics["train_time_s"] = time.perf_counter() - t_start
             path = self._save(total, metrics, final=True)
             if self.dist.is_main and save_lora_adapters(self.model, self.session.run_dir) is not None:
                 self.session.info(f"LoRA adapters saved in {Path(self.session.run_dir) / 'adapters'}")
         finally:
+            stop.restore()
             self.source.close()
             if progress is not None:
                 progress.stop()
@@ -217,6 +256,15 @@ class TrainingRun:
         if skipped:
             sums["amp_skipped"] = 1.0
         return mean_loss, sums, norm
+
+    def _stop(self, signum: int, step: int, metrics: dict[str, float]) -> None:
+        """SIGINT or SIGTERM arrived: checkpoint the finished step, then stop (exit 128 + the signal)."""
+        path = self._save(step, metrics, final=False) if step % self.save_every else self.last_good
+        name = signal.Signals(signum).name
+        error = RunError(f"run '{self.run.id}' stopped by {name} after step {step}; checkpoint {path} holds it",
+                         hint="run the same command again to resume")
+        error.exit_code = 128 + signum
+        raise error
 
     def _fail(self, step: int, what: str) -> None:
         where = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written yet"

@@ -13,7 +13,9 @@
 A manifest may be a path or the name of an installed preset (``standard_transformer``).
 Without ``--target`` the target named by ``entrypoints.default`` runs, else the first one.
 Global option ``-p no:NAME`` blocks a plugin. Exit codes: 0 ok, 1 run failed,
-2 bad input or usage, 3 plugin failure.
+2 bad input or usage, 3 plugin failure. A resource failure (disk full, read-only or
+forbidden file, out of memory) is one line naming the file or resource and a fix, exit 1;
+``CARAMBA_TRACEBACK=1`` shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 
 from caramba.errors import CarambaError
 
-__all__ = ["main"]
+__all__ = ["main", "resource_failure"]
 
 COMMANDS = ("run", "validate", "plugins", "ls", "show", "schema", "new-plugin")
 
@@ -115,9 +117,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError, RuntimeError) as exc:
+        import os
+
+        failure = resource_failure(exc)
+        if failure is None or os.environ.get("CARAMBA_TRACEBACK") == "1":
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # `caramba plugins --json | head`: the reader left; that is not an error
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
+
+
+_OS_HINTS = {
+    "ENOSPC": "free space on that disk, or point --out at another; checkpoints already written are intact",
+    "EDQUOT": "the disk quota is used up: free space, or point --out at another disk",
+    "EROFS": "the filesystem is read-only: point --out at a writable folder",
+    "EACCES": "check the permissions of the file and its folder",
+    "EPERM": "check the permissions of the file and its folder",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) or lower num_workers",
+}
+
+
+def resource_failure(exc: BaseException) -> str | None:
+    """One line for a failure of the machine rather than of caramba, or ``None`` for anything else."""
+    import errno
+
+    if isinstance(exc, BrokenPipeError):
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, "")
+        where = f": {exc.filename}" if exc.filename else ""
+        hint = _OS_HINTS.get(name, "")
+        return f"{exc.strerror or exc}{where}" + (f"  ({hint})" if hint else "")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "no memory left"
+        return (f"out of memory: {first}  (lower batch_size or block_size, use gradient_accumulation_steps, "
+                "or a smaller model; checkpoints already written are intact and a rerun resumes from them)")
+    return None

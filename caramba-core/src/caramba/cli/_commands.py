@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from caramba.errors import UsageError, did_you_mean
+from caramba.manifest._limits import human_bytes
 from caramba.plugins import Runtime
 
 __all__ = ["find_manifest", "runtime_from_args"]
@@ -22,6 +23,8 @@ def runtime_from_args(args: argparse.Namespace) -> Runtime:
             raise UsageError(f"unknown plugin option -p {opt}", hint="use -p no:NAME to block a plugin")
         block.append(opt[3:])
     runtime = Runtime(block=block)
+    for name in runtime.unmatched_filters:
+        print(f"warning: {name} matches no installed plugin  (caramba plugins lists their names)", file=sys.stderr)
     if getattr(args, "command", "") != "plugins":
         for info in runtime.failed_plugins():  # `caramba plugins` lists them itself
             print(f"warning: plugin '{info.name}' failed to load: {info.reason}  (caramba plugins shows why)",
@@ -98,6 +101,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
         if t["parameters"] is not None:
             built = f" (built on meta: {t['parameters_built']:,})" if "parameters_built" in t else ""
             print(f"    parameters {t['parameters']:,}{built}")
+            print(f"    training memory, weights + gradients + AdamW state: {human_bytes(t['training_bytes'])} "
+                  "(fp32; activations extra)")
         if t["kv_bytes_per_token"] is not None:
             kv = t["kv_bytes_per_token"]
             print(f"    KV cache bytes/token: {kv['fp16']:,} (fp16), {kv['fp32']:,} (fp32)")

@@ -228,7 +228,8 @@ class Decoder:
                 break
         if entry is None:
             every = [n for kind in kinds for n in self._names(kind)]
-            self.report((*path, "type"), f"unknown {' or '.join(kinds)} type '{name}'", did_you_mean(name, every))
+            self.report((*path, "type"), f"unknown {' or '.join(kinds)} type '{name}'",
+                        did_you_mean(name, every) + self._left_out())
             return INVALID
         cls = entry.config
         if cls is None or not (isinstance(cls, type) and issubclass(cls, base)):
@@ -257,7 +258,8 @@ class Decoder:
             return INVALID
         entry = self.runtime.registry(kind).find(ref)
         if entry is None:
-            self.report((*path, "ref"), f"unknown {kind} '{ref}'", did_you_mean(ref, self._names(kind)))
+            self.report((*path, "ref"), f"unknown {kind} '{ref}'",
+                        did_you_mean(ref, self._names(kind)) + self._left_out())
             return INVALID
         raw = value.get("config")
         if raw is None:
@@ -271,6 +273,10 @@ class Decoder:
         if config is INVALID:
             return INVALID
         return spec_cls(ref=entry.name, config=config)
+
+    def _left_out(self) -> str:
+        note = getattr(self.runtime, "filter_note", None)
+        return note() if note is not None else ""
 
     def _names(self, kind: str) -> list[str]:
         reg = self.runtime.registry(kind)

@@ -9,6 +9,14 @@ from typing import Any
 
 from caramba.errors import ManifestError, Problem, UsageError, did_you_mean
 from caramba.manifest._decode import INVALID, Decoder, format_path
+from caramba.manifest._limits import (
+    ExpansionBudget,
+    check_numbers,
+    count_values,
+    human_bytes,
+    memory_budget,
+    training_bytes,
+)
 from caramba.manifest._lower import lower
 from caramba.manifest._overrides import apply_overrides
 from caramba.manifest._schema import (
@@ -81,10 +89,14 @@ def _check(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Ma
         raise ManifestError([Problem(getattr(data, "location", None), "", "a manifest must be a mapping",
                                      "start with 'version: 2'")], source=source)
     apply_overrides(data, overrides, problems)
-    substitute(data, problems)
+    budget = ExpansionBudget(count_values(data))
+    substitute(data, problems, budget)
     if problems:
         raise ManifestError(_in_order(problems), source=source)
-    lower(data, problems)
+    check_numbers(data, problems)
+    if problems:
+        raise ManifestError(_in_order(problems), source=source)
+    lower(data, problems, budget)
     if problems:
         raise ManifestError(_in_order(problems), source=source)
     spec = validate(runtime, data, problems)
@@ -135,6 +147,7 @@ def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
             for ri, run in enumerate(target.runs):
                 run.train = trains.get((ti, ri), run.train)
             _check_experiment(target, tpath, report)
+            _check_memory(target, tpath, report)
     for alias, name in spec.entrypoints.items():
         bare = name.split(":", 1)[1] if ":" in name else name
         if bare not in names:
@@ -183,3 +196,23 @@ def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], re
             if model not in known:
                 report((*tpath, "benchmarks", bi, "models", mi), f"unknown model '{model}'",
                        "name 'student', 'teacher' or a key of the target's labels:")
+
+
+def _check_memory(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
+    """Refuse a system whose weights alone cannot fit the memory there is (validate stays torch-free)."""
+    count = getattr(target.system.config, "num_params", None)
+    budget = memory_budget()
+    if count is None or budget is None:
+        return
+    try:
+        params = int(count())
+    except Exception:  # noqa: BLE001 - a config that cannot count its parameters is not refused for it
+        return
+    weights = params * 4  # every system is built in fp32 on the host before it moves to its device
+    if weights > budget:
+        report((*tpath, "system"),
+               f"the model's {params:,} parameters need {human_bytes(weights)} as fp32 weights alone (about "
+               f"{human_bytes(training_bytes(params))} to train with AdamW); the memory budget is "
+               f"{human_bytes(budget)}",
+               "shrink the model (d_model, n_layers, vocab_size), or set CARAMBA_MEMORY_BYTES to the memory "
+               "it will really have")

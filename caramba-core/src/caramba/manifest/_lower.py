@@ -16,6 +16,8 @@ import copy
 from typing import Any
 
 from caramba.errors import Problem
+from caramba.manifest._decode import format_path
+from caramba.manifest._limits import ExpansionBudget, count_values
 from caramba.manifest._source import SourceDict, SourceList, locate
 
 __all__ = ["lower"]
@@ -23,12 +25,17 @@ __all__ = ["lower"]
 _COMPONENT_FIELDS = ("data", "system", "objective", "trainer")
 
 
-def lower(data: Any, problems: list[Problem] | None = None) -> Any:
-    """Lower ``data`` in place; problems (an empty ``seed: []``) go into ``problems``."""
+def lower(data: Any, problems: list[Problem] | None = None, budget: ExpansionBudget | None = None) -> Any:
+    """Lower ``data`` in place; problems (an empty ``seed: []``) go into ``problems``.
+
+    Seed lists and ``repeat:`` copy subtrees; each copy is spent from ``budget`` and
+    lowering stops with a problem at the first expansion that passes its limit.
+    """
     if problems is None:
         problems = []
     if not isinstance(data, dict):
         return data
+    budget = budget if budget is not None else ExpansionBudget(count_values(data))
     targets = data.get("targets")
     for ti, target in enumerate(targets if isinstance(targets, list) else []):
         if not isinstance(target, dict):
@@ -58,11 +65,17 @@ def lower(data: Any, problems: list[Problem] | None = None) -> Any:
                         problems.append(Problem(locate(data, (*path, si)), f"targets[{ti}].runs[{ri}].seed[{si}]",
                                                 f"a seed must be an integer, got {seed!r}"))
             if ok:
+                ok = all(budget.spend(count_values(run) * (len(run["seed"]) - 1), locate(data, ("targets", ti,
+                                      "runs", ri, "seed")), f"targets[{ti}].runs[{ri}].seed", "this seed list")
+                         for ri, run in enumerate(runs) if isinstance(run, dict) and isinstance(run.get("seed"), list))
+            if ok:
                 target["runs"] = _expand_seeds(runs)
             for run in target["runs"]:
                 if isinstance(run, dict) and isinstance(run.get("verify"), dict):
                     run["verify"] = _like(run, [run["verify"]], "verify")
-    _expand_repeats(data)
+    _expand_repeats(data, budget, data, ())
+    if budget.problem is not None:
+        problems.append(budget.problem)
     return data
 
 
@@ -102,11 +115,17 @@ def _expand_seeds(runs: list[Any]) -> list[Any]:
     return out
 
 
-def _expand_repeats(node: Any) -> None:
+def _expand_repeats(node: Any, budget: ExpansionBudget, root: Any, path: tuple[Any, ...]) -> None:
+    if budget.problem is not None:
+        return
     if isinstance(node, dict):
         repeat = node.get("repeat")
         layers = node.get("layers")
         if isinstance(repeat, int) and not isinstance(repeat, bool) and repeat > 1 and isinstance(layers, list):
+            where = (*path, "repeat")
+            if not budget.spend(count_values(layers) * (repeat - 1), locate(root, where), format_path(where),
+                                f"repeat: {repeat}"):
+                return
             expanded = SourceList(location=getattr(layers, "location", None))
             for _ in range(repeat):
                 for i, layer in enumerate(layers):
@@ -114,8 +133,9 @@ def _expand_repeats(node: Any) -> None:
                     expanded.append(copy.deepcopy(layer))
             node["layers"] = expanded
             node["repeat"] = 1
-        for value in node.values():
-            _expand_repeats(value)
+        for key, value in node.items():
+            _expand_repeats(value, budget, root, (*path, key))
     elif isinstance(node, list):
-        for value in node:
-            _expand_repeats(value)
+        for i, value in enumerate(node):
+            _expand_repeats(value, budget, root, (*path, i))
+

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from caramba.errors import Location, ManifestError, Problem
+from caramba.manifest._limits import ExpansionBudget, count_values, limit, raise_hint
 
 __all__ = ["SourceDict", "SourceList", "load_text", "load_file", "locate", "locate_key", "to_plain"]
 
@@ -127,7 +128,10 @@ def _core_scalar(text: str) -> Any:
     if text in ("false", "False", "FALSE"):
         return False
     if _INT.match(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts; no field takes such a number
+            return text
     if _OCT.match(text):
         return int(text[2:], 8)
     if _HEX.match(text):
@@ -236,6 +240,7 @@ def load_text(text: str, filename: str = "<string>", *, fmt: str | None = None) 
 
 def _load_text(text: str, filename: str, fmt: str | None) -> Any:
     fmt = fmt or ("json" if filename.endswith(".json") else "yaml")
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not content, in YAML or JSON
     if fmt == "json":
         return _load_json(text, filename)
     try:
@@ -267,6 +272,10 @@ def _load_text(text: str, filename: str, fmt: str | None) -> Any:
     data = builder.build(nodes[0], "")
     if builder.problems:
         raise ManifestError(builder.problems, source=filename)
+    # aliases share one built value; counted at each use, they must fit what lowering may copy
+    budget = ExpansionBudget()
+    if not budget.spend(count_values(data), Location(filename, 1, 1), "", "resolving its aliases"):
+        raise ManifestError([budget.problem], source=filename)  # type: ignore[list-item]
     return data
 
 
@@ -329,6 +338,11 @@ def load_file(path: str | Path) -> Any:
             [Problem(Location(name), "", f"unsupported manifest suffix '{p.suffix}'",
                      "use .yml, .yaml or .json")], source=name)
     try:
+        size = p.stat().st_size
+        if size > (most := limit("CARAMBA_MAX_MANIFEST_BYTES")):
+            raise ManifestError([Problem(Location(name), "", f"the file is {size:,} bytes; a manifest may be "
+                                         f"{most:,} at most", raise_hint("CARAMBA_MAX_MANIFEST_BYTES"))],
+                                source=name)
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ManifestError([Problem(Location(name), "", "file not found",

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from caramba.errors import Problem, did_you_mean
+from caramba.manifest._limits import ExpansionBudget, count_values, limit, raise_hint
 from caramba.manifest._source import SourceDict, SourceList, locate
 
 __all__ = ["substitute"]
@@ -22,8 +23,13 @@ _PLACEHOLDER = re.compile(r"(?<!\$)\$\{([A-Za-z0-9_.-]+)\}")
 _ESCAPED = re.compile(r"\$\$\{")
 
 
-def substitute(data: Any, problems: list[Problem]) -> Any:
-    """Pop ``vars`` from the top level and substitute it everywhere else (in place)."""
+def substitute(data: Any, problems: list[Problem], budget: ExpansionBudget | None = None) -> Any:
+    """Pop ``vars`` from the top level and substitute it everywhere else (in place).
+
+    Each use of a list or mapping variable is a copy, so variables that use each other can
+    grow exponentially: every copy is spent from ``budget`` and stops at its limit.
+    """
+    budget = budget if budget is not None else ExpansionBudget(count_values(data))
     if not isinstance(data, dict) or "vars" not in data:
         _walk(data, {}, data, (), problems)
         return data
@@ -60,12 +66,18 @@ def substitute(data: Any, problems: list[Problem]) -> Any:
                                     did_you_mean(name, raw.keys()) if raw else "declare it under vars:"))
             return _MISSING
         value = resolve(name)
+        if not isinstance(value, (dict, list)):
+            return value
+        if not budget.spend(count_values(value), locate(root, rel), _dotted(where), f"variable '${{{name}}}'"):
+            return None
         # each use gets its own copy, so lowering one use never changes another
-        return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+        return copy.deepcopy(value)
 
     for name in list(raw):
         resolve(name)
     _walk(data, lookup, data, (), problems)
+    if budget.problem is not None:
+        problems.append(budget.problem)
     return data
 
 
@@ -110,7 +122,13 @@ def _substitute_value(value: Any, lookup: Any, _root: Any, where: tuple[Any, ...
                 return m.group(0)
             return _as_text(got)
 
-        return _ESCAPED.sub("${", _PLACEHOLDER.sub(repl, value))
+        text = _ESCAPED.sub("${", _PLACEHOLDER.sub(repl, value))
+        if len(text) > (most := limit("CARAMBA_MAX_MANIFEST_BYTES")):
+            problems.append(Problem(locate(root, rel), _dotted(where),
+                                    f"interpolating variables makes a text of {len(text):,} characters "
+                                    f"(limit {most:,})", raise_hint("CARAMBA_MAX_MANIFEST_BYTES")))
+            return ""
+        return text
     if isinstance(value, (SourceDict, SourceList, dict, list)):
         if isinstance(value, dict):
             for key in list(value):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from caramba.pipeline._files import atomic_write_text
+
 if TYPE_CHECKING:
     from caramba.pipeline._session import RunSession, TargetSession
 
@@ -97,6 +99,9 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027 - optional
         """Flush and release resources."""
 
+    def rewind(self, step: int) -> None:  # noqa: B027 - optional
+        """Forget what was logged after ``step``: a run resumed there logs those steps again."""
+
 
 class JsonlSink(Sink):
     """The reference sink: one JSON object per line, flushed each write (always on)."""
@@ -111,6 +116,20 @@ class JsonlSink(Sink):
         record = {"run_id": self.run_id, "phase": phase, "step": step, **metrics}
         self._f.write(json.dumps(record, default=float) + "\n")
         self._f.flush()
+
+    def rewind(self, step: int) -> None:
+        """Keep the records up to ``step`` (a line a kill cut short goes too), rewritten atomically."""
+        self._f.close()
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] <= step:
+                kept.append(line + "\n")
+        atomic_write_text(self.path, "".join(kept))
+        self._f = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         self._f.close()

@@ -5,13 +5,16 @@ was loaded. The target's folder is ``<artifacts_dir>/<manifest name>/<target nam
 so an interrupted run resumes from its checkpoints) and holds::
 
     manifest.resolved.yml   overrides.json   plugins.lock.json   environment.json
-    runs/<run id>/          metrics.jsonl, checkpoints (written by the trainer)
+    caramba.lock            held while a run writes here (runfolder.py)
+    runs/<run id>/          fingerprint.json, metrics.jsonl, checkpoints (written by the trainer)
     report.json             runs, verify results, benchmark results
     ...                     files of the artifact writers (CSV, PNG, LaTeX)
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import sys
 import time
@@ -21,9 +24,11 @@ from typing import Any
 import yaml
 
 from caramba.errors import RunError
-from caramba.manifest import ExperimentTarget, Manifest
+from caramba.manifest import ExperimentTarget, Manifest, ProcessTarget
+from caramba.manifest._limits import training_bytes
 from caramba.pipeline._components import BenchmarkResult, RunResult, VerifyResult
 from caramba.pipeline._files import atomic_write_json, atomic_write_text
+from caramba.pipeline._runfolder import check_fingerprint, check_writable, fingerprint, folder_lock, write_fingerprint
 from caramba.pipeline._session import RunSession, TargetSession
 
 __all__ = ["plan", "run_target"]
@@ -51,6 +56,7 @@ def plan(manifest: Manifest, target_name: str | None = None, *, runtime: Any = N
                 trainer=target.trainer.ref,
                 objective=target.objective.ref,
                 parameters=params,
+                training_bytes=training_bytes(params) if params is not None else None,
                 kv_bytes_per_token={"fp32": kv * 4, "fp16": kv * 2} if kv is not None else None,
                 runs=[{"id": r.id, "seed": r.seed, "steps": r.steps,
                        "verify": [v.type for v in r.verify]} for r in target.runs],
@@ -107,10 +113,28 @@ def target_dir(manifest: Manifest, target_name: str, root: str | Path | None = N
 
 def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None, *,
                root: str | Path | None = None, console: Any = None) -> dict[str, Any]:
-    """Run one target end to end and return its report (also written as ``report.json``)."""
+    """Run one target end to end and return its report (also written as ``report.json``).
+
+    The folder is checked writable and locked first (rank 0 holds the lock for all ranks);
+    a rerun whose settings differ from a run already in the folder is refused before any
+    file is written (see :mod:`caramba.pipeline._runfolder`).
+    """
     target = manifest.target(target_name)
     folder = target_dir(manifest, target.name, root)
-    folder.mkdir(parents=True, exist_ok=True)
+    check_writable(folder)
+    lock = folder_lock(folder) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with lock:
+        return _run_target(runtime, manifest, target, folder, console)
+
+
+def _run_target(runtime: Any, manifest: Manifest, target: ExperimentTarget | ProcessTarget, folder: Path,
+                console: Any) -> dict[str, Any]:
+    prints: dict[str, dict[str, Any]] = {}
+    if isinstance(target, ExperimentTarget):
+        plugins = runtime.lock()
+        for run in target.runs:
+            prints[run.id] = fingerprint(manifest, target.name, run.id, plugins)
+            check_fingerprint(folder / "runs" / run.id, prints[run.id])
     _write_provenance(runtime, manifest, folder)
     if not isinstance(target, ExperimentTarget):
         session = TargetSession(runtime, manifest, target, folder, console)  # type: ignore[arg-type]
@@ -133,6 +157,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
         session = RunSession(runtime, manifest, target, folder, console, run=run,
                              run_dir=folder / "runs" / run.id)
         session.run_dir.mkdir(parents=True, exist_ok=True)
+        write_fingerprint(session.run_dir, prints[run.id])
         atomic_write_json(session.run_dir / "environment.json", environment(run.seed))
         session.open_sinks()
         try:

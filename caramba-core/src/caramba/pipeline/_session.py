@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ class TargetSession:
         if self.console is not None:
             self.console.print(message)
 
+    def warn(self, message: str) -> None:
+        """Something the user must know although the run goes on (always shown, on stderr)."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
 
 @dataclass
 class RunSession(TargetSession):
@@ -80,6 +85,11 @@ class RunSession(TargetSession):
             sink.log(step, metrics, phase=phase)
         if phase == "train":
             self.runtime.hooks.step_end(self, step, metrics)
+
+    def rewind_metrics(self, step: int) -> None:
+        """A run resuming at ``step`` drops what its sinks logged after it, so no step is logged twice."""
+        for sink in self.sinks:
+            sink.rewind(step)
 
     def close_sinks(self) -> None:
         for sink in self.sinks:

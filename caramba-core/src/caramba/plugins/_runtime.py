@@ -81,7 +81,8 @@ class Runtime:
         autoload: load plugins from the ``caramba`` entry-point group (unless
             ``CARAMBA_DISABLE_PLUGIN_AUTOLOAD`` is set).
         plugins: modules or objects with ``@hookimpl`` functions, registered first.
-        block: entry-point names not to load (``-p no:NAME`` on the command line).
+        block: entry-point or distribution names not to load (``-p no:NAME`` on the
+            command line); ``CARAMBA_PLUGINS=a,b`` keeps only those named (either way).
         strict: fail on a broken plugin; default from ``CARAMBA_STRICT_PLUGINS``.
     """
 
@@ -98,6 +99,7 @@ class Runtime:
         self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
         self.plugins: list[PluginInfo] = []
         self._blocked = set(block)
+        self.unmatched_filters: list[str] = []  # -p no:X or CARAMBA_PLUGINS names that matched no plugin
         for plugin in plugins:
             name = getattr(plugin, "__name__", None) or type(plugin).__name__
             info = PluginInfo(name=name, location=getattr(plugin, "__file__", "") or "")
@@ -112,6 +114,7 @@ class Runtime:
     def _autoload(self) -> None:
         only = [p.strip() for p in os.environ.get("CARAMBA_PLUGINS", "").split(",") if p.strip()]
         owners: dict[str, str] = {p.name: "(passed to Runtime)" for p in self.plugins}
+        matched: set[str] = set()
         for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=load_order):
             info = PluginInfo(name=ep.name, distribution=ep.dist.name, version=ep.dist.version, location=ep.value)
             if ep.name in owners:
@@ -121,12 +124,17 @@ class Runtime:
                 self._fail(info, None)
                 continue
             owners[ep.name] = f"{ep.dist.name} {ep.dist.version}".strip()
-            if ep.name in self._blocked or (only and ep.name not in only):
+            names = {ep.name, ep.dist.name}
+            matched.update(names & (self._blocked | set(only)))
+            if names & self._blocked or (only and not names & set(only)):
                 info.status = "blocked"
-                info.reason = "blocked by -p no:" + ep.name if ep.name in self._blocked else "not in CARAMBA_PLUGINS"
+                blocker = sorted(names & self._blocked)
+                info.reason = f"blocked by -p no:{blocker[0]}" if blocker else "not in CARAMBA_PLUGINS"
                 self.plugins.append(info)
                 continue
             self._load_one(info, ep.load)
+        self.unmatched_filters = [f"-p no:{n}" for n in sorted(self._blocked - matched)]
+        self.unmatched_filters += [f"CARAMBA_PLUGINS={n}" for n in only if n not in matched]
 
     def _load_one(self, info: PluginInfo, load: Callable[[], Any]) -> None:
         registered = False
@@ -196,6 +204,11 @@ class Runtime:
 
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins if p.status == "failed"]
+
+    def filter_note(self) -> str:
+        """Which plugins a filter left out, for the hint of an unknown component ("" when none)."""
+        blocked = [f"{p.name} ({p.reason})" for p in self.plugins if p.status == "blocked"]
+        return "; left out here: " + ", ".join(blocked) if blocked else ""
 
     def lock(self) -> list[dict[str, str]]:
         """Distributions and versions of the loaded plugins (written into every run directory)."""

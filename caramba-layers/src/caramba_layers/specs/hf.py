@@ -62,8 +62,25 @@ def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
     return theta, out
 
 
+def _check_fits_memory(d: int, v: int, h: int, kv: int, head_dim: int, n_layers: int, d_ff: int) -> None:
+    """Refuse, before building, a config whose fp32 weights cannot fit memory (as validate does)."""
+    from caramba import human_bytes, memory_budget
+
+    per_layer = d * head_dim * (2 * h + 2 * kv) + 3 * d * d_ff + 2 * d
+    params = 2 * v * d + n_layers * per_layer + d
+    budget = memory_budget()
+    if budget is not None and params * 4 > budget:
+        raise CheckpointError(f"config.json describes about {params:,} parameters ({n_layers:,} layers): "
+                              f"{human_bytes(params * 4)} of fp32 weights, over the memory budget of "
+                              f"{human_bytes(budget)}", hint="check num_hidden_layers and the sizes; "
+                              "CARAMBA_MEMORY_BYTES states another budget")
+
+
 def model_config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
     """The caramba ``model:`` mapping equivalent to a Hugging Face Llama-family ``config.json``."""
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"config.json holds a {type(hf).__name__}, not an object of model settings",
+                              hint="point at a Hugging Face model folder's config.json")
     kind = hf.get("model_type", "llama")
     if kind not in SUPPORTED_MODEL_TYPES:
         raise CheckpointError(f"model_type '{kind}' is not a supported Llama-family model",
@@ -74,7 +91,13 @@ def model_config_from_hf(hf: dict[str, Any]) -> dict[str, Any]:
     except KeyError as exc:
         raise CheckpointError(f"config.json lacks {exc.args[0]}") from None
     kv = hf.get("num_key_value_heads") or h
+    sizes = {"hidden_size": d, "vocab_size": v, "num_attention_heads": h, "num_hidden_layers": n_layers,
+             "intermediate_size": d_ff, "num_key_value_heads": kv}
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise CheckpointError(f"config.json: {name} is {value!r}, not a positive integer")
     head_dim = hf.get("head_dim") or d // h
+    _check_fits_memory(d, v, h, kv, head_dim, n_layers, d_ff)
     act = hf.get("hidden_act", "silu")
     if act not in _ACTIVATIONS:
         raise CheckpointError(f"hidden_act '{act}' is not supported", hint="supported: " + ", ".join(_ACTIVATIONS))

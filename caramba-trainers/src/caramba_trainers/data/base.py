@@ -70,8 +70,8 @@ class BlockDataset(Dataset):
         for split, (lo, hi) in self.bounds.items():
             if (split == "train" or val_frac > 0) and hi - lo < block_size + 1:
                 raise CarambaError(
-                    f"{source}: the {split} split has {hi - lo} tokens, fewer than block_size + 1 = "
-                    f"{block_size + 1}", hint="use a smaller block_size or val_frac, or more data")
+                    f"{source}: {n} tokens leave {max(hi - lo, 0)} for the {split} split, fewer than "
+                    f"block_size + 1 = {block_size + 1}", hint="use a smaller block_size or val_frac, or more data")
         self.meta = {"vocab_size": int(vocab_size), "block_size": block_size,
                      "n_train": self.bounds["train"][1], "n_val": n_val, "tokens_per_sample": block_size}
 

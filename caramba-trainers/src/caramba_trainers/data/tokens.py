@@ -19,10 +19,14 @@ def open_tokens(path: str | Path, dtype: str = "uint16") -> np.ndarray:
     if not path.exists():
         raise CarambaError(f"token file '{path}' does not exist", path="data.config.path",
                            hint="write one with numpy.save(path, tokens) or point path at an existing file")
-    if path.suffix == ".npy":
-        tokens = np.load(path, mmap_mode="r")
-    else:
-        tokens = np.memmap(path, dtype=np.dtype(dtype), mode="r")
+    try:
+        if path.suffix == ".npy":
+            tokens = np.load(path, mmap_mode="r")  # object arrays are refused here: they would need pickle
+        else:
+            tokens = np.memmap(path, dtype=np.dtype(dtype), mode="r")
+    except ValueError as exc:
+        raise CarambaError(f"token file '{path}' cannot be read as tokens: {exc}", path="data.config.path",
+                           hint="expected a 1-D array of integer token ids saved with numpy.save") from None
     if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
         raise CarambaError(f"token file '{path}' holds a {tokens.dtype} array of shape {tokens.shape}",
                            path="data.config.path", hint="expected a 1-D array of integer token ids")

@@ -26,7 +26,7 @@ from torch import nn
 
 from caramba import CheckpointError, Context, RunError, RunResult, Trainer
 from caramba_layers import llama_layout, open_checkpoint
-from caramba_trainers.checkpoint import find_latest, save_checkpoint, set_rng_state
+from caramba_trainers.checkpoint import find_latest, resume_point, save_checkpoint, set_rng_state
 from caramba_trainers.distributed import Distributed
 from caramba_trainers.loop import Precision, evaluate, optimizer_step, to_device
 from caramba_trainers.optim import build_optimizer, build_schedule
@@ -134,7 +134,7 @@ class BlockwiseRun:
         student = session.build_system().to(device=device, dtype=precision.param_dtype)
 
         clean_partial_checkpoints(self.root)
-        ckpt = find_latest(self.root) if train.auto_resume else None
+        ckpt = resume_point(self.root, session.warn) if train.auto_resume else None
         if ckpt is not None:
             student.load_state_dict(ckpt.model, strict=True)
             origin = f"resumed from {ckpt.path.name}"
