@@ -28,7 +28,8 @@ SRC = Path(__file__).resolve().parents[2] / "caramba-core" / "src"
 LEVELS: dict[str, int] = {
     **dict.fromkeys(["caramba.errors", "caramba.graph._shapes", "caramba.manifest._config", "caramba.graph._context",
                      "caramba.graph._caches", "caramba.pipeline._components", "caramba.pipeline._files",
-                     "caramba.plugins._discovery", "caramba.plugins.hooks"], 0),
+                     "caramba.plugins._discovery", "caramba.plugins.hooks", "caramba.manifest._limits",
+                     "caramba.pipeline._runfolder"], 0),
     **dict.fromkeys(["caramba.manifest._source", "caramba.manifest._variables", "caramba.manifest._overrides",
                      "caramba.manifest._lower", "caramba.manifest._decode", "caramba.manifest._schema",
                      "caramba.manifest._load", "caramba.graph._node", "caramba.graph._modules",

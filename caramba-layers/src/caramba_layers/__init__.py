@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from caramba_layers.checkpoints import load_tokenizer, open_checkpoint
-    from caramba_layers.hf import LlamaLayout, llama_layout
+    from caramba_layers.hf import LlamaLayout, check_dtype, llama_layout
     from caramba_layers.modules.attention import AttentionLayer
     from caramba_layers.modules.lora import save_adapters
     from caramba_layers.modules.rope import inv_frequencies
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "AttentionLayer": "caramba_layers.modules.attention",
     "LlamaLayout": "caramba_layers.hf",
+    "check_dtype": "caramba_layers.hf",
     "inv_frequencies": "caramba_layers.modules.rope",
     "llama_layout": "caramba_layers.hf",
     "load_tokenizer": "caramba_layers.checkpoints",
@@ -30,6 +31,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "AttentionLayer",
     "LlamaLayout",
+    "check_dtype",
     "inv_frequencies",
     "llama_layout",
     "load_tokenizer",

@@ -80,7 +80,7 @@ def load_init_checkpoint(session: Any, model: nn.Module, ref: str) -> str:
 
 
 def _load_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    from caramba_layers.hf import check_dtype
+    from caramba_layers import check_dtype
 
     own = model.state_dict()
     for name, value in state.items():

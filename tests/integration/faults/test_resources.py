@@ -17,7 +17,7 @@ import torch
 import caramba_trainers.checkpoint as checkpoint
 from caramba.pipeline import _files as pipeline_files
 from caramba_trainers.checkpoint import find_latest, list_checkpoints, load_checkpoint
-from caramba_trainers.standard import _Run
+from caramba_trainers.standard import TrainingRun
 
 
 def _run_dir(out: Path) -> Path:
@@ -89,10 +89,10 @@ def test_permission_denied_on_the_report_names_the_file(cli, manifest, trained, 
 def test_out_of_memory_is_one_line_with_what_to_lower(cli, manifest, trained, monkeypatch, files, error):
     out, before = trained
 
-    def no_memory(self: _Run, step: int) -> None:
+    def no_memory(self: TrainingRun, step: int) -> None:
         raise error
 
-    monkeypatch.setattr(_Run, "_step", no_memory)
+    monkeypatch.setattr(TrainingRun, "_step", no_memory)
     outcome = cli("run", manifest, "--out", out, "-s", "targets[0].runs[0].steps=10")
     outcome.assert_clean_failure(1, "error: out of memory", "lower batch_size", "a rerun resumes from them")
     _assert_checkpoints_intact(out)

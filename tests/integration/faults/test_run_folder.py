@@ -108,16 +108,16 @@ def test_an_unreadable_fingerprint_is_refused(cli, manifest, tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_checkpoint_the_finished_step_before_exiting(cli, manifest, tmp_path, monkeypatch, signum):
-    from caramba_trainers.standard import _Run
+    from caramba_trainers.standard import TrainingRun
 
-    step = _Run._step
+    step = TrainingRun._step
 
-    def signalled_during_step_3(self: _Run, index: int):
+    def signalled_during_step_3(self: TrainingRun, index: int):
         if index == 2:
             os.kill(os.getpid(), signum)  # arrives mid-step; the loop answers after it
         return step(self, index)
 
-    monkeypatch.setattr(_Run, "_step", signalled_during_step_3)
+    monkeypatch.setattr(TrainingRun, "_step", signalled_during_step_3)
     out = tmp_path / "out"
     outcome = cli("run", manifest, "--out", out)
     ckpts = _target(out) / "runs" / "r" / "checkpoints"
@@ -125,7 +125,7 @@ def test_sigterm_and_sigint_checkpoint_the_finished_step_before_exiting(cli, man
                                  str(ckpts / "step_00000003"), "run the same command again to resume")
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the run's handlers are gone
 
-    monkeypatch.setattr(_Run, "_step", step)
+    monkeypatch.setattr(TrainingRun, "_step", step)
     resumed = cli("run", manifest, "--out", out)
     said = resumed.err.replace("\n", "")  # the console wraps long paths
     assert resumed.code == 0 and "resumed run 'r'" in said and "step_00000003 (step 3)" in said
