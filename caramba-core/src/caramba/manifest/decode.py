@@ -306,8 +306,9 @@ def _describe(message: str, value: Any, tp: Any) -> str:
     """msgspec's messages in the manifest's words: what was expected, what was given."""
     m = re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", message)
     if m:
-        expected = _type_name(tp) if tp is not None and typing.get_origin(tp) is not Literal else m.group(1)
-        return f"expected {_plain(expected)}, got {_kind(value)}"
+        if tp is not None and typing.get_origin(tp) is not Literal:
+            return f"expected {_expected(tp)}, got {_kind(value)}"
+        return f"expected {_plain(m.group(1))}, got {_kind(value)}"
     m = re.fullmatch(r"Expected `(.+?)` (.+)", message)
     if m:
         return f"expected {_plain(m.group(1))} {m.group(2)}, got {value!r}"
@@ -315,6 +316,46 @@ def _describe(message: str, value: Any, tp: Any) -> str:
         choices = ", ".join(repr(a) for a in typing.get_args(tp))
         return f"expected one of {choices}, got {value!r}"
     return message[:1].lower() + message[1:]
+
+
+def _expected(tp: Any) -> str:
+    """A field type as the manifest author reads it: ``an int >= 1 or null``, never msgspec's spelling."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        inner, *meta = typing.get_args(tp)
+        text = _expected(inner)
+        for m in meta:
+            if isinstance(m, msgspec.Meta):
+                text += _bounds(m, integer=inner is int)
+        return text
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin in (list, tuple) or tp in (list, tuple):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if isinstance(tp, type) and tp.__name__ in ("int", "float", "str", "bool"):
+        return _plain(tp.__name__)
+    return _type_name(tp)
+
+
+def _bounds(meta: msgspec.Meta, *, integer: bool) -> str:
+    """``gt=0`` on an int reads ``>= 1``: the smallest value the author may write."""
+    text = ""
+    for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        bound = getattr(meta, attr, None)
+        if bound is None:
+            continue
+        if integer and attr == "gt":
+            op, bound = ">=", bound + 1
+        elif integer and attr == "lt":
+            op, bound = "<=", bound - 1
+        text += f" {op} {bound}" if not text else f" and {op} {bound}"
+    return text
 
 
 def _plain(name: str) -> str:
