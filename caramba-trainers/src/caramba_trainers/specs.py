@@ -6,7 +6,7 @@ the torch halves live in the modules named by each registration's factory.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -226,10 +226,17 @@ class TrainConfig(Config, kw_only=True):
     #: the phases the trainer owning this struct runs
     phases: ClassVar[tuple[str, ...]] = ("standard",)
 
+    @classmethod
+    def check_mapping(cls, raw: dict[str, Any], scope: Scope) -> None:
+        # The original ran blockwise/global phases under one trainer; here that is trainer.upcycle,
+        # and saying so matters more than the upcycle-only fields that fail next to it.
+        phase = raw.get("phase", "standard")
+        if isinstance(phase, str) and phase not in cls.phases and phase in ("standard", "blockwise", "global"):
+            scope.error("phase", f"phase '{phase}' is not run by this trainer (it runs {', '.join(cls.phases)})",
+                        "use trainer.upcycle for blockwise or global distillation" if phase != "standard"
+                        else "use trainer.standard for plain training")
+
     def check(self, scope: Scope) -> None:
-        if self.phase not in self.phases:
-            scope.error("phase", f"phase '{self.phase}' is not run by this trainer (it runs "
-                        f"{', '.join(self.phases)})", "use trainer.upcycle for blockwise or global distillation")
         if self.betas is not None and (len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas)):
             scope.error("betas", f"expected two numbers in [0, 1), got {self.betas}", "e.g. [0.9, 0.95]")
         if self.use_amp and self.dtype in ("bfloat16", "float16"):

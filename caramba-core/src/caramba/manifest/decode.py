@@ -54,11 +54,13 @@ class Decoder:
     """Decodes raw manifest data against types, reporting problems into a list."""
 
     def __init__(self, runtime: Any, root: Any, problems: list[Problem],
-                 component_hook: Callable[[Any, Any, Path], Any] | None = None) -> None:
+                 component_hook: Callable[[Any, Any, Path], Any] | None = None,
+                 notes: list[Problem] | None = None) -> None:
         self.runtime = runtime
         self.root = root
         self.problems = problems
         self.component_hook = component_hook
+        self.notes: list[Problem] = [] if notes is None else notes
 
     # -- reporting -----------------------------------------------------------------------
     def where(self, path: Path) -> Location | None:
@@ -70,6 +72,37 @@ class Decoder:
     def report_key(self, path: Path, message: str, hint: str = "") -> None:
         """Report at the key that ends ``path`` (an unknown field), not at its value."""
         self.problems.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
+
+    def note(self, path: Path, message: str, hint: str = "") -> None:
+        """Not a problem, but worth one line in the run log (an original spelling read or ignored)."""
+        self.notes.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
+
+    def original_spellings(self, value: dict, cls: type, path: Path, fields: dict[str, Any],
+                           label: str) -> tuple[dict[str, str], set[str]]:
+        """The original caramba's spellings in ``value``, each noted: ``({field: key written}, ignored keys)``."""
+        keys: dict[str, str] = {}
+        ignored: set[str] = set()
+        for old, new in getattr(cls, "__caramba_renamed__", {}).items():
+            if old not in value or new not in fields:
+                continue
+            if new in value:
+                self.report_key((*path, old), f"'{old}' (the original caramba's name for '{new}') and '{new}' "
+                                "are both given", f"keep only '{new}'")
+                ignored.add(old)  # reported once, here, not again as an unknown field
+            else:
+                keys[new] = old
+                self.note((*path, old), f"'{old}' is the original caramba's name for '{new}' of {label}; read as "
+                          f"'{new}'", f"rename it to '{new}'")
+        for old, why in getattr(cls, "__caramba_ignored__", {}).items():
+            if old in value and old not in fields:
+                ignored.add(old)
+                self.note((*path, old), f"'{old}' of the original caramba is ignored: {why}", "remove it")
+        for name, inner in getattr(cls, "__caramba_unwrapped__", {}).items():
+            written = value.get(name)
+            if isinstance(written, dict) and list(written) == [inner] and not isinstance(written[inner], dict):
+                self.note((*path, name), f"'{name}: {{{inner}: {written[inner]}}}' is the original caramba's "
+                          f"spelling; read as '{name}: {written[inner]}'", f"write '{name}: {written[inner]}'")
+        return keys, ignored
 
     # -- decoding ------------------------------------------------------------------------
     def decode(self, value: Any, tp: Any, path: Path) -> Any:
@@ -161,9 +194,17 @@ class Decoder:
                         "this is a bug in the plugin that registered it; please report it")
             return INVALID
         before = len(self.problems)
+        if issubclass(cls, Config):
+            try:
+                cls.check_mapping(value, Scope(self.report, path))
+            except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
+                self.report(path, f"{label}.check_mapping() failed: {type(exc).__name__}: {exc}",
+                            "this is a bug in the plugin that registered it; please report it")
+        original, ignored = self.original_spellings(value, cls, path, fields, label)
+        unwrapped = getattr(cls, "__caramba_unwrapped__", {})
         suggested: set[str] = set()  # a typo's suggestion stands for the missing field it names
         for key in value:
-            if key not in fields and key not in skip:
+            if key not in fields and key not in skip and key not in ignored and key not in original.values():
                 close = _closest(str(key), [n for n in fields if n not in value and n not in skip])
                 if close:
                     suggested.add(close)
@@ -173,8 +214,12 @@ class Decoder:
         for name, f in fields.items():
             if name in skip:
                 continue
-            if name in value:
-                kwargs[f.name] = self.decode(value[name], f.type, (*path, name))
+            key = original.get(name) or name
+            if key in value:
+                raw = value[key]
+                if name in unwrapped and isinstance(raw, dict) and list(raw) == [unwrapped[name]]:
+                    raw, key = raw[unwrapped[name]], (key, unwrapped[name])
+                kwargs[f.name] = self.decode(raw, f.type, (*path, *(key if isinstance(key, tuple) else (key,))))
             elif f.required and name not in suggested:
                 self.report(path, f"missing required field '{name}' for {label}",
                             f"add '{name}: <{type_label(f.type)}>'")

@@ -30,6 +30,8 @@ class Manifest:
     resolved: dict[str, Any]
     source: str = "<string>"
     overrides: list[str] = field(default_factory=list)
+    #: One line each for what was read in the original caramba's spelling, inherited or ignored.
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -87,10 +89,12 @@ def _check(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Ma
     lower(data, problems)
     if problems:
         raise ManifestError(_in_order(problems), source=source)
-    spec = validate(runtime, data, problems)
+    notes: list[Problem] = []
+    spec = validate(runtime, data, problems, notes)
     if problems or spec is INVALID:
         raise ManifestError(_in_order(problems) or [Problem(None, "", "invalid manifest")], source=source)
-    return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides))
+    return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides),
+                    notes=_in_order(notes))
 
 
 def _in_order(problems: list[Problem]) -> list[Problem]:
@@ -104,9 +108,9 @@ def _in_order(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=key)
 
 
-def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
-    """Decode ``data`` into a :class:`ManifestSpec` and run every semantic check."""
-    decoder = Decoder(runtime, data, problems)
+def validate(runtime: Any, data: Any, problems: list[Problem], notes: list[Problem] | None = None) -> Any:
+    """Decode ``data`` into a :class:`ManifestSpec` and run every semantic check; notes go to ``notes``."""
+    decoder = Decoder(runtime, data, problems, notes=notes)
 
     requires = data.get("requires")
     if isinstance(requires, list):
@@ -156,6 +160,7 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
         if entry is None:
             continue  # the decoder reports the unknown trainer
         run_config = entry.extras.get("run_config")
+        carried: dict[str, tuple[Any, Any, Any]] = {}
         for ri, run in enumerate(target["runs"]):
             if not isinstance(run, dict) or run.get("train") is None:
                 continue
@@ -163,10 +168,28 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
             if run_config is None:
                 decoder.report(path, f"trainer '{entry.name}' takes no per-run train: block")
                 continue
+            if isinstance(run["train"], dict):
+                _inherit(decoder, run["train"], run_config, carried, run.get("id"), path)
             decoded = decoder.decode_struct(run["train"], run_config, path, label=f"{entry.name} train")
             if decoded is not INVALID:
                 out[(ti, ri)] = decoded
     return out
+
+
+def _inherit(decoder: Decoder, train: dict, run_config: type, carried: dict[str, tuple[Any, Any, Any]],
+             run_id: Any, path: tuple[str | int, ...]) -> None:
+    """Fields the original caramba's trainer kept from one run to the next (its teacher) carry over."""
+    for name in getattr(run_config, "__caramba_inherited__", ()):
+        if name in train:
+            carried[name] = (train[name], getattr(train, "locations", {}).get(name), run_id)
+        elif name in carried:
+            value, where, source = carried[name]
+            train[name] = value
+            if hasattr(train, "locations"):
+                train.locations[name] = where
+            decoder.notes.append(Problem(getattr(train, "location", None), format_path((*path, name)),
+                                         f"'{name}' is inherited from run '{source}', as the original caramba did",
+                                         f"write '{name}' in this run to make it explicit"))
 
 
 def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
