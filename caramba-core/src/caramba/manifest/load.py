@@ -116,7 +116,7 @@ def validate(runtime: Any, data: Any, problems: list[Problem], notes: list[Probl
     if isinstance(requires, list):
         for i, req in enumerate(requires):
             if isinstance(req, str) and (msg := runtime.check_requires([req])):
-                decoder.report(("requires", i), msg[0], "install the plugin distribution, then run again")
+                decoder.report(("requires", i), msg[0], _requires_hint(msg[0]))
 
     # per-run train: blocks are decoded by their trainer's struct, from the raw data, so their
     # problems are reported even when something else in the manifest is wrong
@@ -145,6 +145,17 @@ def validate(runtime: Any, data: Any, problems: list[Problem], notes: list[Probl
             report(("entrypoints", alias), f"entrypoint '{alias}' names no target '{bare}'",
                    did_you_mean(bare, names))
     return spec
+
+
+def _requires_hint(message: str) -> str:
+    if " is failed" in message:
+        return "the plugin is installed but failed to load: fix what the message says (caramba plugins shows it)"
+    if " is blocked" in message:
+        return "the plugin is installed but blocked here (-p no:NAME, CARAMBA_PLUGINS or " \
+               "CARAMBA_DISABLE_PLUGIN_AUTOLOAD): unblock it"
+    if "is installed but the manifest requires" in message:
+        return "install a version the manifest accepts, then run again"
+    return "install the plugin distribution, then run again"
 
 
 def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tuple[int, int], Any]:
