@@ -91,5 +91,5 @@ def test_phases_under_trainer_train_name_trainer_upcycle_even_beside_other_error
     with pytest.raises(caramba.ManifestError) as info:
         rt.load_manifest_text(text, filename="train.yml")
     phases = [(p.path, p.hint) for p in info.value.problems if p.path.endswith(".phase")]
-    assert phases == [(f"targets[{t}].runs[{r}].train.phase", "use trainer.upcycle for blockwise or global distillation")
-                      for t in (0, 1) for r in (0, 1)]
+    hint = "use trainer.upcycle for blockwise or global distillation"
+    assert phases == [(f"targets[{t}].runs[{r}].train.phase", hint) for t in (0, 1) for r in (0, 1)]
