@@ -203,6 +203,34 @@ def _inherit(decoder: Decoder, train: dict, run_config: type, carried: dict[str,
                                          f"write '{name}' in this run to make it explicit"))
 
 
+def _check_components_agree(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
+    """What the dataset gives against what the objective reads and the system takes, where each says.
+
+    A dataset config may declare ``batch_keys()`` and ``feature_width()``, an objective config
+    ``batch_fields()`` (``{field: batch key it reads}``), a system config ``input_width()``
+    (``(field, width)``); a component that declares nothing is not checked.
+    """
+    data, objective, system = target.data.config, target.objective.config, target.system.config
+    keys = _call(data, "batch_keys")
+    fields = _call(objective, "batch_fields")
+    if keys is not None and fields:
+        for field_name, key in fields.items():
+            if key not in keys:
+                report((*tpath, "objective", "config", field_name),
+                       f"the batches of {target.data.ref} hold no '{key}' (they hold {', '.join(keys)})",
+                       did_you_mean(key, keys))
+    width, wanted = _call(data, "feature_width"), _call(system, "input_width")
+    if width is not None and wanted is not None and wanted[1] != width:
+        report((*tpath, "system", "config", wanted[0]),
+               f"{wanted[0]} is {wanted[1]} but the inputs of {target.data.ref} are {width} wide",
+               f"set {wanted[0]}: {width}")
+
+
+def _call(config: Any, method: str) -> Any:
+    fn = getattr(config, method, None)
+    return fn() if callable(fn) else None
+
+
 def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
     run_ids: set[str] = set()
     for ri, run in enumerate(target.runs):
@@ -211,6 +239,7 @@ def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], re
                    "run ids must be unique within a target")
         run_ids.add(run.id)
     # each component's own check() already ran when it was decoded
+    _check_components_agree(target, tpath, report)
     for bi, bench in enumerate(target.benchmarks):
         known = set(target.labels) | {"student", "teacher", "model"}
         for mi, model in enumerate(bench.models):
