@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"caramba-core": "caramba", "caramba-layers": "caramba_layers", "caramba-trainers": "caramba_trainers",
