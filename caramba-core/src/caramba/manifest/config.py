@@ -66,12 +66,18 @@ class Scope:
     ``<this node's path>.d_model``; ``scope.child("layers", 0)`` descends.
     """
 
-    def __init__(self, report: Any, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(self, report: Any, path: tuple[str | int, ...] = (), note: Any = None) -> None:
         self._report = report
+        self._note = note
         self.path = path
 
     def child(self, *parts: str | int) -> Scope:
-        return Scope(self._report, (*self.path, *parts))
+        return Scope(self._report, (*self.path, *parts), self._note)
+
+    def note(self, field: str | int | None, message: str, hint: str = "") -> None:
+        """One line for the run log, not a problem: a value accepted that has no effect here, and why."""
+        if self._note is not None:
+            self._note(self.path if field is None else (*self.path, field), message, hint)
 
     def error(self, field: str | int | None, message: str, hint: str = "") -> None:
         path = self.path if field is None else (*self.path, field)

@@ -237,7 +237,7 @@ class Decoder:
     def check(self, config: Config, path: Path, label: str) -> None:
         """Run a decoded config's own semantic checks, reporting at ``path``."""
         try:
-            config.check(Scope(self.report, path))
+            config.check(Scope(self.report, path, self.note))
         except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
             self.report(path, f"{label}.check() failed: {type(exc).__name__}: {exc}",
                         "this is a bug in the plugin that registered it; please report it")
@@ -357,9 +357,9 @@ def _describe(message: str, value: Any, tp: Any) -> str:
     m = re.fullmatch(r"Expected `(.+?)` (.+)", message)
     if m:
         return f"expected {_plain(m.group(1))} {m.group(2)}, got {value!r}"
-    if message.startswith("Invalid enum value") and tp is not None and typing.get_origin(tp) is Literal:
-        choices = ", ".join(repr(a) for a in typing.get_args(tp))
-        return f"expected one of {choices}, got {value!r}"
+    literals = _literals(tp)
+    if message.startswith("Invalid enum value") and literals:
+        return f"expected one of {', '.join(repr(a) for a in literals)}, got {value!r}"
     return message[:1].lower() + message[1:]
 
 
@@ -403,6 +403,17 @@ def _bounds(meta: msgspec.Meta, *, integer: bool) -> str:
     return text
 
 
+def _literals(tp: Any) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal`` field, also inside ``Literal[...] | None``."""
+    if tp is None:
+        return ()
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return tuple(v for a in typing.get_args(tp) for v in _literals(a))
+    return ()
+
+
 def _plain(name: str) -> str:
     return {"array": "a list", "object": "a mapping", "str": "a string", "int": "an int", "float": "a number",
             "bool": "true or false", "null": "null"}.get(name, name)
@@ -410,8 +421,8 @@ def _plain(name: str) -> str:
 
 def _literal_hint(value: Any, tp: Any) -> str:
     tp = _strip_annotated(tp)
-    if typing.get_origin(tp) is Literal and isinstance(value, str):
-        return did_you_mean(value, [str(a) for a in typing.get_args(tp)])
+    if _literals(tp) and isinstance(value, str):
+        return did_you_mean(value, [str(a) for a in _literals(tp)])
     if tp is bool and isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
         return "YAML 1.2: only true and false are booleans"
     return ""

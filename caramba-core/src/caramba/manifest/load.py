@@ -226,6 +226,21 @@ def _check_components_agree(target: ExperimentTarget, tpath: tuple[str | int, ..
                f"set {wanted[0]}: {width}")
 
 
+def _check_expected(run: Any, rpath: tuple[str | int, ...], report: Any) -> None:
+    """The original's ``expected: {phase: blockwise}`` states what the run's ``train:`` holds; it must agree."""
+    for key, want in run.expected.items():
+        have = getattr(run.train, key, _ABSENT) if run.train is not None else _ABSENT
+        if have is _ABSENT:
+            report((*rpath, "expected", key), f"expected: names '{key}', which this run's train: does not have",
+                   "expected: states values of the run's train: fields")
+        elif have != want:
+            report((*rpath, "expected", key), f"the run expects {key}: {want!r} but its train: gives {have!r}",
+                   f"set train.{key}: {want!r}, or fix expected:")
+
+
+_ABSENT = object()
+
+
 def _call(config: Any, method: str) -> Any:
     fn = getattr(config, method, None)
     return fn() if callable(fn) else None
@@ -240,6 +255,8 @@ def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], re
         run_ids.add(run.id)
     # each component's own check() already ran when it was decoded
     _check_components_agree(target, tpath, report)
+    for ri, run in enumerate(target.runs):
+        _check_expected(run, (*tpath, "runs", ri), report)
     for bi, bench in enumerate(target.benchmarks):
         known = set(target.labels) | {"student", "teacher", "model"}
         for mi, model in enumerate(bench.models):

@@ -123,6 +123,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
     started = time.time()
     report: dict[str, Any] = {
         "metadata": {"name": manifest.name, "target": target.name, "manifest": manifest.source,
+                     "notes": manifest.spec.notes, "description": target.description, "task": target.task,
                      "labels": dict(target.labels), "started": _iso(started)},
         "runs": [],
         "benchmarks": {},
@@ -144,7 +145,7 @@ def run_target(runtime: Any, manifest: Manifest, target_name: str | None = None,
         finally:
             session.close_sinks()
         models.update(result.models)
-        report["runs"].append({"id": run.id, "seed": run.seed, "metrics": result.metrics,
+        report["runs"].append({"id": run.id, "exp": run.exp, "seed": run.seed, "metrics": result.metrics,
                                "checkpoint": result.checkpoint,
                                "verify": [vars(c) for c in checks]})
         atomic_write_json(folder / "report.json", report)
