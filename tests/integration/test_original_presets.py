@@ -85,6 +85,8 @@ def test_llama_preset_notes_each_original_spelling_once(rt, original_data):
     manifest = rt.load_manifest(ORIGINAL / "llama32_1b_dba.yml")
     notes = [(n.location.line, n.path, n.message.split(";")[0].split(":")[0]) for n in manifest.notes]
     assert notes == [
+        (6, "defaults.data.tokenizer", "ignored"),
+        (7, "defaults.data.val_frac", "ignored"),
         (108, "targets[0].runs[0].train.cache_teacher_outputs",
          "'cache_teacher_outputs' of the original caramba is ignored"),
         (124, "targets[0].runs[1].verify[0].tokenizer", "'tokenizer"),
@@ -109,7 +111,7 @@ def test_llama_preset_notes_each_original_spelling_once(rt, original_data):
 def test_validate_prints_the_notes_and_succeeds(capsys, original_data):
     assert main(["validate", str(ORIGINAL / "llama32_1b_dba.yml")]) == 0
     err = capsys.readouterr().err
-    assert err.count("note: ") == 8
+    assert err.count("note: ") == 10
     assert "quantization_modes' is the original caramba's name for 'cache_kinds'" in err
 
 
