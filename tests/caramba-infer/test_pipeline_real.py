@@ -56,6 +56,7 @@ targets:
 """
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_real_components_run_through_verify_benchmarks_and_artifacts(tmp_path):
     rt = caramba.Runtime(autoload=False, plugins=[layers, trainers, infer_plugin])
     manifest = rt.load_manifest_text(MANIFEST.format(cache=tmp_path / "cache"))

@@ -49,6 +49,7 @@ def test_every_block_is_runnable_or_marked():
 
 
 @pytest.mark.parametrize("where, code", blocks("python"), ids=lambda v: v if ":" in str(v)[:40] else "")
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_python_blocks_run(where, code):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{where}\n{done.stderr[-3000:]}"
