@@ -1,4 +1,10 @@
-"""Development sessions: ``nox -s tests``, ``nox -s typecheck``, ``nox -s template``, ``nox -s sync_template``.
+"""Development sessions.
+
+* ``nox -s lint``: ``ruff check`` and ``ruff format --check`` over the tree;
+* ``nox -s typecheck``: ``mypy --strict`` over caramba-core and every first-party plugin (``mypy.ini``);
+* ``nox -s tests``: the whole pytest suite; ``nox -s tests_fast``: without ``@pytest.mark.slow``
+  tests (each over ~10 s), the tier to run on every change;
+* ``nox -s template``, ``nox -s sync_template``: the plugin template as a user installs it.
 
 pip (never uv) installs from ``requirements-dev.txt``, whose exact torch pin keeps the
 resolver on the CPU wheel. ``scripts/test`` runs ``template`` after pytest with
@@ -24,19 +30,43 @@ TEMPLATE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "
                                          "build", "dist")
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "typecheck", "template"]
+nox.options.sessions = ["lint", "tests", "typecheck", "template"]
+
+
+def _constraints() -> tuple[str, str]:
+    """``-c FILE`` pinning every runtime and dev package: both files' pins, without requirements-dev.txt's
+    ``-r`` line (in a constraints file pip would read the included file as requirements)."""
+    pins = [line for name in ("requirements.txt", "requirements-dev.txt")
+            for line in (ROOT / name).read_text().splitlines() if line and not line.startswith(("#", "-"))]
+    out = ROOT / ".nox" / "constraints.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text("\n".join(pins) + "\n")
+    return "-c", str(out)
 
 
 def _present(*names: str) -> list[str]:
     return [f"./{n}" for n in names if (ROOT / n / "pyproject.toml").is_file()]
 
 
+def _install_dev(session: nox.Session) -> None:
+    session.install("-r", "requirements-dev.txt")
+    session.install("--no-deps", "-r", "requirements-nodeps.txt")
+    session.install("--no-deps", *[arg for path in _present(*PACKAGES) for arg in ("-e", path)])
+    session.env["CARAMBA_STRICT_PLUGINS"] = "1"
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff's lint rules and its formatting, as CI checks them."""
+    session.install(*_constraints(), "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The whole pytest suite against editable installs of every package."""
-    session.install("-r", "requirements-dev.txt")
-    session.install("--no-deps", *[arg for path in _present(*PACKAGES) for arg in ("-e", path)])
-    session.env["CARAMBA_STRICT_PLUGINS"] = "1"
+    _install_dev(session)
     session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 
@@ -52,13 +82,20 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def tests_fast(session: nox.Session) -> None:
+    """The suite without tests marked slow: minutes on two cores."""
+    _install_dev(session)
+    session.run("python", "-m", "pytest", "-q", "-m", "not slow", *session.posargs)
+
+
+@nox.session
 def template(session: nox.Session) -> None:
     """The template as a user gets it: a built wheel, installed (not editable) beside released caramba.
 
     Checks that ``caramba plugins --json`` lists it, that a manifest using its layer
     validates, builds and trains, and that its own tests pass against the installed wheel.
     """
-    constraints = ("-c", "requirements-dev.txt")
+    constraints = _constraints()
     session.install(*constraints, "setuptools>=77", "pytest")
     # Regular (not editable) installs of the packages the example manifest uses; the digits
     # data set comes with caramba-trainers' "datasets" extra (scikit-learn).

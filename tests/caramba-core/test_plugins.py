@@ -68,7 +68,8 @@ def test_broken_plugin_is_listed_as_failed_while_every_other_plugin_loads(site, 
     assert broken["reason"] == "ImportError: boom: a dependency is missing"
     assert (broken["distribution"], broken["version"]) == ("broken-plugin", "0.3.1")
     assert plugins["misspelt"]["status"] == "failed"
-    assert "caramba_register_layer" in plugins["misspelt"]["reason"]
+    assert plugins["misspelt"]["reason"] == ("unknown hook 'caramba_register_layer': "
+                                             "did you mean 'caramba_register_layers'?")
     good = plugins["good"]
     assert (good["status"], good["distribution"], good["version"]) == ("loaded", "good-plugin", "1.2.0")
     assert good["components"] == {"layer": ["ScaleLayer"]}
@@ -117,6 +118,19 @@ def test_manifest_requires_fails_when_the_plugin_of_an_installed_distribution_fa
     assert rt.check_requires(["broken-plugin>=0.4"]) == [
         "broken-plugin 0.3.1 is installed but the manifest requires broken-plugin>=0.4"]
     assert rt.check_requires(["caramba-core>=0.1,<1"]) == []
+
+
+def test_a_manifest_requiring_a_failed_plugin_says_it_failed_and_why(site, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("CARAMBA_STRICT_PLUGINS", raising=False)
+    monkeypatch.setenv("CARAMBA_PLUGINS", "broken")
+    rt = caramba.Runtime(plugins=[toy])
+    with pytest.raises(caramba.ManifestError) as info:
+        rt.load_manifest_text("version: 2\nrequires: [broken-plugin>=0.3]\n", filename="m.yml")
+    [problem] = info.value.problems
+    assert problem.message.endswith("is failed: ImportError: boom: a dependency is missing")
+    assert problem.hint.startswith("the plugin is installed but failed to load")
+    assert "install the plugin distribution" not in problem.hint
 
 
 def test_discovery_agrees_with_importlib_metadata(site):

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
     # errors
     "CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem", "RegistryError",
-    "RunError", "UsageError", "did_you_mean", "human_bytes", "memory_budget",
+    "RunError", "UsageError", "did_you_mean", "human_bytes", "memory_budget", "DataError", "DependencyError",
+    "missing_dependency", "require",
     # configs, shapes and the run context
     "Config", "PolymorphicConfig", "Scope", "NodeConfig", "TopologyConfig", "EmbedderConfig", "BenchmarkConfig",
     "VerifierConfig", "Shape", "ShapeError", "Dim", "UNKNOWN", "expect_last", "Context", "AuxLoss",

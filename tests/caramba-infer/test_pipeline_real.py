@@ -9,7 +9,7 @@ import json
 import pytest
 
 import caramba
-from caramba.pipeline import run_target
+from caramba import run_target
 from caramba_infer import plugin as infer_plugin
 
 layers = pytest.importorskip("caramba_layers.plugin")
@@ -56,6 +56,7 @@ targets:
 """
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_real_components_run_through_verify_benchmarks_and_artifacts(tmp_path):
     rt = caramba.Runtime(autoload=False, plugins=[layers, trainers, infer_plugin])
     manifest = rt.load_manifest_text(MANIFEST.format(cache=tmp_path / "cache"))

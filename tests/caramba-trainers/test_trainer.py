@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from caramba.errors import CarambaError, ManifestError, RunError
+from caramba import CarambaError, ManifestError, RunError
 from caramba_trainers.checkpoint import find_latest
 
 
@@ -91,6 +91,7 @@ def test_amp_trains_on_cpu(run_manifest, digits, amp_dtype):
     assert report["runs"][0]["metrics"]["val_loss"] < 2.0
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_wandb_offline_sink_writes_a_local_run(run_manifest, digits, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -170,6 +170,7 @@ def _losses(run_dir: Path) -> dict[int, list[float]]:
     return by_block
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_blockwise_then_global_then_verify_and_benchmarks_write_every_artifact(teacher_dir: Path,
                                                                                 tmp_path: Path) -> None:
     rt = Runtime()
@@ -192,6 +193,7 @@ def test_blockwise_then_global_then_verify_and_benchmarks_write_every_artifact(t
     assert "DBA student" in table and "Llama teacher" in table
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_blockwise_resume_mid_block_continues_exactly(teacher_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     text = _manifest(teacher_dir, blockwise_steps=12, global_steps=0, save_every=4, extra_runs=False)
@@ -230,7 +232,7 @@ def test_identity_surgery_refuses_a_student_with_other_rope(teacher_dir: Path) -
 
 
 def test_global_phase_with_pure_distillation_needs_a_kl_weight(teacher_dir: Path) -> None:
-    from caramba.errors import ManifestError
+    from caramba import ManifestError
 
     text = json.loads(_manifest(teacher_dir, blockwise_steps=4, global_steps=2))
     text["targets"][0]["runs"][1]["train"]["distill_ce_weight"] = 0.0

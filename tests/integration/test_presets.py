@@ -121,6 +121,7 @@ def test_mlp_classifier_reaches_90_percent_held_out_accuracy(out: Path) -> None:
     assert metrics(run_quick(out, "mlp_classifier"))["val_acc"] >= 0.9
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_vit_reaches_80_percent_held_out_accuracy(out: Path) -> None:
     assert metrics(run_quick(out, "vit"))["val_acc"] >= 0.8
 
@@ -197,6 +198,7 @@ def test_init_checkpoint_naming_a_missing_run_is_a_clear_error(tmp_path: Path,
 
 
 @pytest.mark.parametrize("entry", ["python -m caramba", "caramba"])
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_both_entry_points_run_a_quick_target(entry: str, tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "caramba"
     if entry == "caramba" and not script.exists():

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "plugins-template"
 
 
+@pytest.mark.slow  # over 10 s on 2 cores
 def test_the_template_passes_its_own_tests():
     # Its tests import caramba_plugin_example from src/, as an editable install would.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TEMPLATE / "src"),

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from caramba.errors import (
         CarambaError,
         CheckpointError,
+        DataError,
+        DependencyError,
         Location,
         ManifestError,
         PluginError,
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
         RunError,
         UsageError,
         did_you_mean,
+        missing_dependency,
+        require,
     )
     from caramba.graph._context import AuxLoss, Context
     from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
@@ -55,7 +59,8 @@ if TYPE_CHECKING:
 # costs pluggy alone. This is the whole torch-free public API; `caramba.nn` is its torch side.
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem",
-                     "RegistryError", "RunError", "UsageError", "did_you_mean"), "caramba.errors"),
+                     "RegistryError", "RunError", "UsageError", "did_you_mean", "DataError", "DependencyError",
+                     "missing_dependency", "require"), "caramba.errors"),
     **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph._context"),
     **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph._node"),
     **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph._shapes"),
@@ -83,6 +88,8 @@ __all__ = [
     "CheckpointError",
     "Config",
     "Context",
+    "DataError",
+    "DependencyError",
     "Dim",
     "EmbedderConfig",
     "Entry",
@@ -124,6 +131,8 @@ __all__ = [
     "hookspec",
     "human_bytes",
     "memory_budget",
+    "missing_dependency",
+    "require",
     "run_target",
 ]
 

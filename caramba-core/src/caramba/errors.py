@@ -7,6 +7,8 @@ where it happened (``file:line:col``), the manifest field path and a hint::
     ├── ManifestError            exit 2  a report of one or more problems in a manifest
     ├── UsageError               exit 2  bad command-line usage (unknown target, bad -s override)
     ├── CheckpointError          exit 2  a missing, corrupt or incompatible checkpoint
+    ├── DataError                exit 2  a data file the manifest names is missing or of the wrong shape
+    ├── DependencyError          exit 2  an optional dependency a component needs is not installed
     ├── PluginError              exit 3  a plugin failed to import or register, or two collide
     │   └── RegistryError        exit 3  a duplicate name, a lookup in a frozen registry, ...
     └── RunError                 exit 1  a run failed after validation (NaN loss, failed verify, ...)
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 __all__ = [
     "CarambaError",
     "CheckpointError",
+    "DataError",
+    "DependencyError",
     "Location",
     "ManifestError",
     "PluginError",
@@ -31,6 +35,8 @@ __all__ = [
     "RunError",
     "UsageError",
     "did_you_mean",
+    "missing_dependency",
+    "require",
 ]
 
 
@@ -154,6 +160,48 @@ class CheckpointError(CarambaError):
     """A checkpoint is missing, corrupt or does not fit the model."""
 
     exit_code = 2
+
+
+class DataError(CarambaError):
+    """A data file the manifest names is missing, unreadable or of the wrong shape."""
+
+    exit_code = 2
+
+
+class DependencyError(CarambaError):
+    """An optional dependency that a component needs is not installed."""
+
+    exit_code = 2
+
+
+def missing_dependency(module: str, *, package: str, extra: str, needed_by: str) -> str | None:
+    """``None`` when ``module`` can be imported, else the one line to show (for validate-time checks)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return f"{needed_by} needs {package}, which is not installed (pip install '{extra}')"
+
+
+def require(module: str, *, package: str, extra: str, needed_by: str) -> object:
+    """Import an optional dependency, or raise one :class:`DependencyError` naming the extra to install.
+
+    ``require("sklearn", package="scikit-learn", extra="caramba-trainers[datasets]",
+    needed_by="dataset.digits")``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name != module and not module.startswith(exc.name + "."):
+            raise  # the dependency is there, something inside it is broken: show that
+        raise DependencyError(f"{needed_by} needs {package}, which is not installed",
+                              hint=f"pip install '{extra}'") from None
 
 
 class PluginError(CarambaError):

@@ -30,6 +30,9 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
+__version__ = "0.1.0"
+
+
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'caramba_infer' has no attribute '{name}'")

@@ -7,7 +7,7 @@ into, plus the generation settings. Constraints across fields are checked in
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
@@ -168,6 +168,8 @@ class EvalConfig(VerifierConfig, kw_only=True):
     reference: str = "teacher"
     thresholds: EvalThresholds = msgspec.field(default_factory=EvalThresholds)
 
+    __caramba_unwrapped__: ClassVar[dict[str, str]] = {"tokenizer": "type"}
+
     def __post_init__(self) -> None:
         if not self.cases:
             raise ValueError("eval needs at least one case")
@@ -185,6 +187,11 @@ class PerplexityConfig(BenchmarkConfig, kw_only=True):
     batch_size: PositiveInt = 1
     block_size: PositiveInt | None = None
     split: Literal["val", "test"] = "val"
+
+    __caramba_ignored__: ClassVar[dict[str, str]] = {
+        "dataset": "perplexity is measured on the target dataset's held-out split (split:), never on a "
+                   "separate file (the original read the start of the training file)",
+    }
 
 
 class LatencyConfig(BenchmarkConfig, kw_only=True):
@@ -215,6 +222,11 @@ class MemoryConfig(BenchmarkConfig, kw_only=True):
     decode_steps: NonNegativeInt = 4
     tolerance: Annotated[float, msgspec.Meta(ge=0.0)] = 0.01
     seed: int = 0
+
+    __caramba_renamed__: ClassVar[dict[str, str]] = {"quantization_modes": "cache_kinds"}
+    __caramba_ignored__: ClassVar[dict[str, str]] = {
+        "measure_kvcache": "KV-cache bytes are always measured, from the real cache tensors",
+    }
 
     def __post_init__(self) -> None:
         _positive_list("sequence_lengths", self.sequence_lengths)

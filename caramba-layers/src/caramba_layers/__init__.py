@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from caramba_layers.checkpoints import load_tokenizer, open_checkpoint
     from caramba_layers.hf import LlamaLayout, check_dtype, llama_layout

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from caramba import PluginError, Sink
+from caramba import Sink, require
 
 __all__ = ["HDF5Sink", "TensorBoardSink", "WandbSink"]
 
@@ -45,11 +45,10 @@ class TensorBoardSink(Sink):
     """TensorBoard event files under ``<run>/tb``; tags are ``<phase>/<metric>``."""
 
     def __init__(self, config: Any = None, *, session: Any) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise PluginError("the tensorboard sink needs the tensorboard package",
-                              hint="pip install tensorboard, or drop it from defaults.logging.sinks") from exc
+        require("tensorboard", package="tensorboard", extra="caramba-trainers[tensorboard]",
+                needed_by="the tensorboard sink")
+        from torch.utils.tensorboard import SummaryWriter
+
         self._w = SummaryWriter(log_dir=str(Path(session.run_dir) / "tb"))
 
     def log(self, step: int, metrics: dict[str, float], *, phase: str = "train") -> None:
@@ -68,11 +67,7 @@ class WandbSink(Sink):
     """
 
     def __init__(self, config: Any = None, *, session: Any) -> None:
-        try:
-            import wandb
-        except ImportError as exc:
-            raise PluginError("the wandb sink needs the wandb package",
-                              hint="pip install wandb, or set defaults.logging.wandb: false") from exc
+        wandb: Any = require("wandb", package="wandb", extra="caramba-trainers[wandb]", needed_by="the wandb sink")
         logging = session.manifest.spec.defaults.logging
         folder = Path(session.run_dir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,12 @@ the torch halves live in the modules named by each registration's factory.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from caramba import Config, Scope
+from caramba_trainers.data_checks import check_file, check_package, npy_shape
 
 __all__ = [
     "ClassificationCEConfig",
@@ -35,6 +36,13 @@ Fraction = Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)]
 
 
 # --- datasets ------------------------------------------------------------------------------
+#
+# Besides its fields, a dataset config says what its batches hold (``batch_keys()``) and, where
+# the files make it knowable, the width of one input (``feature_width()``); ``caramba validate``
+# checks them against the objective and the system.
+
+#: Graph batches: the whole graph, its labels under both names (``labels`` is the original's).
+GRAPH_BATCH_KEYS = ("inputs", "adj", "targets", "labels", "train_mask", "val_mask", "test_mask")
 
 
 class TokensConfig(Config, kw_only=True):
@@ -50,6 +58,13 @@ class TokensConfig(Config, kw_only=True):
     def check(self, scope: Scope) -> None:
         if not self.path.endswith((".npy", ".bin", ".tokens")):
             scope.error("path", f"unsupported token file '{self.path}'", "use a .npy, .bin or .tokens file")
+            return
+        shape = check_file(scope, "path", self.path)
+        if shape is not None and len(shape) != 1:
+            scope.error("path", f"'{self.path}' holds an array of shape {shape}", "expected a 1-D array of token ids")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("input_ids", "target_ids")
 
 
 class TextConfig(Config, kw_only=True):
@@ -78,6 +93,9 @@ class TextConfig(Config, kw_only=True):
             scope.error("vocab_size", f"vocab_size {self.vocab_size} does not fit the uint16 token cache",
                         "use at most 65535")
 
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("input_ids", "target_ids")
+
 
 class NpySupervisedConfig(Config, kw_only=True):
     """Inputs and targets from two ``.npy`` files (memory-mapped when ``mmap``)."""
@@ -88,6 +106,18 @@ class NpySupervisedConfig(Config, kw_only=True):
     val_frac: Fraction = 0.1
     split_seed: int = 0
 
+    def check(self, scope: Scope) -> None:
+        x, y = check_file(scope, "x_path", self.x_path), check_file(scope, "y_path", self.y_path)
+        if x and y and x[0] != y[0]:
+            scope.error("y_path", f"x has {x[0]} rows but y has {y[0]}", "one target per input row")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("inputs", "targets")
+
+    def feature_width(self) -> int | None:
+        shape = npy_shape(self.x_path)
+        return shape[1] if shape is not None and len(shape) == 2 else None
+
 
 class DigitsConfig(Config, kw_only=True):
     """scikit-learn's bundled 8x8 digits: 1797 images, 10 classes."""
@@ -95,6 +125,15 @@ class DigitsConfig(Config, kw_only=True):
     as_: Literal["images", "vectors"] = msgspec.field(default="vectors", name="as")
     val_frac: Fraction = 0.2
     split_seed: int = 0
+
+    def check(self, scope: Scope) -> None:
+        check_package(scope, "sklearn", "scikit-learn", "dataset.digits")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("inputs", "targets")
+
+    def feature_width(self) -> int | None:
+        return 64 if self.as_ == "vectors" else None
 
 
 class GraphNpyConfig(Config, kw_only=True):
@@ -108,6 +147,22 @@ class GraphNpyConfig(Config, kw_only=True):
     val_frac: Fraction = 0.3
     split_seed: int = 0
 
+    def check(self, scope: Scope) -> None:
+        x = check_file(scope, "x_path", self.x_path)
+        adj = check_file(scope, "adj_path", self.adj_path)
+        labels = check_file(scope, "labels_path", self.labels_path)
+        if x and adj and adj != (x[0], x[0]):
+            scope.error("adj_path", f"adjacency of shape {adj} for {x[0]} nodes", f"expected ({x[0]}, {x[0]})")
+        if x and labels and labels != (x[0],):
+            scope.error("labels_path", f"labels of shape {labels} for {x[0]} nodes", f"expected ({x[0]},)")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return GRAPH_BATCH_KEYS
+
+    def feature_width(self) -> int | None:
+        shape = npy_shape(self.x_path)
+        return shape[1] if shape is not None and len(shape) == 2 else None
+
 
 class KarateConfig(Config, kw_only=True):
     """networkx's Zachary karate club: 34 nodes, 2 clubs, one-hot node features."""
@@ -117,11 +172,24 @@ class KarateConfig(Config, kw_only=True):
     val_frac: Fraction = 0.5
     split_seed: int = 0
 
+    def check(self, scope: Scope) -> None:
+        check_package(scope, "networkx", "networkx", "dataset.karate")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return GRAPH_BATCH_KEYS
+
+    def feature_width(self) -> int | None:
+        return 34
+
 
 class DiffusionVectorConfig(Config, kw_only=True):
-    """Vectors ``x0`` noised on the fly (DDPM forward process) for ε-prediction training."""
+    """Vectors ``x0`` noised on the fly (DDPM forward process) for ε-prediction training.
 
-    source: Literal["npy", "digits_2d", "digits"] = "digits_2d"
+    ``source`` defaults to ``npy`` when ``x_path`` is given (the original's layout), else to
+    ``digits_2d``.
+    """
+
+    source: Literal["npy", "digits_2d", "digits"] | None = None
     x_path: str = ""
     timesteps: PositiveInt = 1000
     beta_schedule: Literal["linear", "cosine"] = "linear"
@@ -130,9 +198,31 @@ class DiffusionVectorConfig(Config, kw_only=True):
     val_frac: Fraction = 0.1
     split_seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = "npy" if self.x_path else "digits_2d"
+
     def check(self, scope: Scope) -> None:
         if self.source == "npy" and not self.x_path:
             scope.error("x_path", "source 'npy' needs x_path", "point it at an (N, D) .npy file")
+        elif self.source == "npy":
+            shape = check_file(scope, "x_path", self.x_path)
+            if shape is not None and len(shape) != 2:
+                scope.error("x_path", f"'{self.x_path}' holds an array of shape {shape}", "expected (N, D) vectors")
+        else:
+            if self.x_path:
+                scope.error("x_path", f"x_path is only read with source: npy (source is {self.source})",
+                            "remove x_path, or set source: npy")
+            check_package(scope, "sklearn", "scikit-learn", "dataset.diffusion_vector with a digits source")
+
+    def batch_keys(self) -> tuple[str, ...]:
+        return ("x0", "x_t", "inputs", "t", "t_frac", "eps")
+
+    def feature_width(self) -> int | None:
+        if self.source == "npy":
+            shape = npy_shape(self.x_path)
+            return shape[1] if shape is not None and len(shape) == 2 else None
+        return 64 if self.source == "digits" else 2
 
 
 # --- objectives ----------------------------------------------------------------------------
@@ -144,6 +234,10 @@ class NextTokenCEConfig(Config, kw_only=True):
     ignore_index: int = -100
     label_smoothing: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.0
 
+    def batch_fields(self) -> dict[str, str]:
+        """``{field: batch key}`` this objective reads from the dataset's batches."""
+        return {"target_key": self.target_key}
+
 
 class ClassificationCEConfig(Config, kw_only=True):
     logits_key: str = "logits"
@@ -151,10 +245,16 @@ class ClassificationCEConfig(Config, kw_only=True):
     ignore_index: int = -100
     label_smoothing: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.0
 
+    def batch_fields(self) -> dict[str, str]:
+        return {"labels_key": self.labels_key}
+
 
 class MSEConfig(Config, kw_only=True):
     pred_key: str = "pred"
     target_key: str = "targets"
+
+    def batch_fields(self) -> dict[str, str]:
+        return {"target_key": self.target_key}
 
 
 class DiffusionEpsConfig(Config, kw_only=True):
@@ -167,6 +267,10 @@ class NodeClassificationConfig(Config, kw_only=True):
     labels_key: str = "targets"
     train_mask_key: str = "train_mask"
     eval_mask_key: str = "val_mask"
+
+    def batch_fields(self) -> dict[str, str]:
+        return {"labels_key": self.labels_key, "train_mask_key": self.train_mask_key,
+                "eval_mask_key": self.eval_mask_key}
 
 
 # --- trainer -------------------------------------------------------------------------------
@@ -226,10 +330,17 @@ class TrainConfig(Config, kw_only=True):
     #: the phases the trainer owning this struct runs
     phases: ClassVar[tuple[str, ...]] = ("standard",)
 
+    @classmethod
+    def check_mapping(cls, raw: dict[str, Any], scope: Scope) -> None:
+        # The original ran blockwise/global phases under one trainer; here that is trainer.upcycle,
+        # and saying so matters more than the upcycle-only fields that fail next to it.
+        phase = raw.get("phase", "standard")
+        if isinstance(phase, str) and phase not in cls.phases and phase in ("standard", "blockwise", "global"):
+            scope.error("phase", f"phase '{phase}' is not run by this trainer (it runs {', '.join(cls.phases)})",
+                        "use trainer.upcycle for blockwise or global distillation" if phase != "standard"
+                        else "use trainer.standard for plain training")
+
     def check(self, scope: Scope) -> None:
-        if self.phase not in self.phases:
-            scope.error("phase", f"phase '{self.phase}' is not run by this trainer (it runs "
-                        f"{', '.join(self.phases)})", "use trainer.upcycle for blockwise or global distillation")
         if self.betas is not None and (len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas)):
             scope.error("betas", f"expected two numbers in [0, 1), got {self.betas}", "e.g. [0.9, 0.95]")
         if self.use_amp and self.dtype in ("bfloat16", "float16"):

@@ -50,10 +50,17 @@ def find_manifest(runtime: Runtime, name: str) -> str:
     raise UsageError(f"no manifest file or preset named '{name}'", hint=did_you_mean(name, known))
 
 
+def _print_notes(manifest: Any) -> None:
+    """One line per original-caramba spelling that was read, inherited or ignored (see Manifest.notes)."""
+    for note in manifest.notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     path = find_manifest(runtime, args.manifest)
     manifest = runtime.load_manifest(path, overrides=args.overrides)
+    _print_notes(manifest)
     names = ", ".join(t.name for t in manifest.targets) or "none"
     print(f"{path}: valid ({len(manifest.targets)} target(s): {names})")
     return 0
@@ -63,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = runtime_from_args(args)
     path = find_manifest(runtime, args.manifest)
     manifest = runtime.load_manifest(path, overrides=args.overrides)
+    _print_notes(manifest)
     if args.dry_run:
         from caramba.pipeline._runner import plan
 

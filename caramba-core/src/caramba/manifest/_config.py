@@ -23,10 +23,35 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     Override :meth:`check` for semantic checks across fields or children; report with
     ``scope.error(field, message, hint)`` so every problem lands in one report.
+
+    The original caramba's manifests keep working through three class-level tables, each
+    read by the decoder with a one-line note (``Manifest.notes``, printed by ``validate``
+    and ``run``), so nothing is silently dropped:
+
+    * ``__caramba_renamed__ = {"old_name": "new_name"}``: read under the new name;
+    * ``__caramba_unwrapped__ = {"field": "key"}``: the original wrote ``field: {key: X}``
+      where ``field: X`` is expected now;
+    * ``__caramba_ignored__ = {"old_name": "why"}``: accepted, has no effect, and the note
+      says why caramba deliberately has no equivalent;
+    * ``__caramba_inherited__ = ("field",)`` (a trainer's per-run ``train:`` struct): a run
+      that leaves the field out takes it from the run before it that sets it.
     """
+
+    __caramba_renamed__: ClassVar[dict[str, str]] = {}
+    __caramba_unwrapped__: ClassVar[dict[str, str]] = {}
+    __caramba_ignored__: ClassVar[dict[str, str]] = {}
+    __caramba_inherited__: ClassVar[tuple[str, ...]] = ()
 
     def check(self, scope: Scope) -> None:
         """Semantic checks beyond field types (default: none)."""
+
+    @classmethod
+    def check_mapping(cls, raw: dict[str, Any], scope: Scope) -> None:
+        """Checks on the mapping as written, run even when its other fields are wrong.
+
+        For a choice that decides what every other field means (a trainer's ``phase``): its
+        problem is the one to read first, so it must not hide behind the others.
+        """
 
 
 class PolymorphicConfig(Config, kw_only=True):
@@ -43,12 +68,18 @@ class Scope:
     ``<this node's path>.d_model``; ``scope.child("layers", 0)`` descends.
     """
 
-    def __init__(self, report: Any, path: tuple[str | int, ...] = ()) -> None:
+    def __init__(self, report: Any, path: tuple[str | int, ...] = (), note: Any = None) -> None:
         self._report = report
+        self._note = note
         self.path = path
 
     def child(self, *parts: str | int) -> Scope:
-        return Scope(self._report, (*self.path, *parts))
+        return Scope(self._report, (*self.path, *parts), self._note)
+
+    def note(self, field: str | int | None, message: str, hint: str = "") -> None:
+        """One line for the run log, not a problem: a value accepted that has no effect here, and why."""
+        if self._note is not None:
+            self._note(self.path if field is None else (*self.path, field), message, hint)
 
     def error(self, field: str | int | None, message: str, hint: str = "") -> None:
         path = self.path if field is None else (*self.path, field)

@@ -54,7 +54,8 @@ class Decoder:
     """Decodes raw manifest data against types, reporting problems into a list."""
 
     def __init__(self, runtime: Any, root: Any, problems: list[Problem],
-                 component_hook: Callable[[Any, Any, Path], Any] | None = None) -> None:
+                 component_hook: Callable[[Any, Any, Path], Any] | None = None,
+                 notes: list[Problem] | None = None) -> None:
         self.runtime = runtime
         self.root = root
         self.problems = problems
@@ -64,6 +65,7 @@ class Decoder:
         # configs around it (shape inference over a whole model) run and report theirs too.
         self._undecodable = 0
         self._checking = False
+        self.notes: list[Problem] = [] if notes is None else notes
 
     # -- reporting -----------------------------------------------------------------------
     def where(self, path: Path) -> Location | None:
@@ -77,6 +79,37 @@ class Decoder:
         """Report at the key that ends ``path`` (an unknown field), not at its value."""
         self._undecodable += not self._checking
         self.problems.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
+
+    def note(self, path: Path, message: str, hint: str = "") -> None:
+        """Not a problem, but worth one line in the run log (an original spelling read or ignored)."""
+        self.notes.append(Problem(locate_key(self.root, path), format_path(path), message, hint))
+
+    def original_spellings(self, value: dict, cls: type, path: Path, fields: dict[str, Any],
+                           label: str) -> tuple[dict[str, str], set[str]]:
+        """The original caramba's spellings in ``value``, each noted: ``({field: key written}, ignored keys)``."""
+        keys: dict[str, str] = {}
+        ignored: set[str] = set()
+        for old, new in getattr(cls, "__caramba_renamed__", {}).items():
+            if old not in value or new not in fields:
+                continue
+            if new in value:
+                self.report_key((*path, old), f"'{old}' (the original caramba's name for '{new}') and '{new}' "
+                                "are both given", f"keep only '{new}'")
+                ignored.add(old)  # reported once, here, not again as an unknown field
+            else:
+                keys[new] = old
+                self.note((*path, old), f"'{old}' is the original caramba's name for '{new}' of {label}; read as "
+                          f"'{new}'", f"rename it to '{new}'")
+        for old, why in getattr(cls, "__caramba_ignored__", {}).items():
+            if old in value and old not in fields:
+                ignored.add(old)
+                self.note((*path, old), f"'{old}' of the original caramba is ignored: {why}", "remove it")
+        for name, inner in getattr(cls, "__caramba_unwrapped__", {}).items():
+            written = value.get(name)
+            if isinstance(written, dict) and list(written) == [inner] and not isinstance(written[inner], dict):
+                self.note((*path, name), f"'{name}: {{{inner}: {written[inner]}}}' is the original caramba's "
+                          f"spelling; read as '{name}: {written[inner]}'", f"write '{name}: {written[inner]}'")
+        return keys, ignored
 
     # -- decoding ------------------------------------------------------------------------
     def decode(self, value: Any, tp: Any, path: Path) -> Any:
@@ -168,9 +201,17 @@ class Decoder:
                         "this is a bug in the plugin that registered it; please report it")
             return INVALID
         before = self._undecodable
+        if issubclass(cls, Config):
+            try:
+                cls.check_mapping(value, Scope(self.report, path))
+            except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
+                self.report(path, f"{label}.check_mapping() failed: {type(exc).__name__}: {exc}",
+                            "this is a bug in the plugin that registered it; please report it")
+        original, ignored = self.original_spellings(value, cls, path, fields, label)
+        unwrapped = getattr(cls, "__caramba_unwrapped__", {})
         suggested: set[str] = set()  # a typo's suggestion stands for the missing field it names
         for key in value:
-            if key not in fields and key not in skip:
+            if key not in fields and key not in skip and key not in ignored and key not in original.values():
                 close = _closest(str(key), [n for n in fields if n not in value and n not in skip])
                 if close:
                     suggested.add(close)
@@ -180,8 +221,12 @@ class Decoder:
         for name, f in fields.items():
             if name in skip:
                 continue
-            if name in value:
-                kwargs[f.name] = self.decode(value[name], f.type, (*path, name))
+            key = original.get(name) or name
+            if key in value:
+                raw = value[key]
+                if name in unwrapped and isinstance(raw, dict) and list(raw) == [unwrapped[name]]:
+                    raw, key = raw[unwrapped[name]], (key, unwrapped[name])
+                kwargs[f.name] = self.decode(raw, f.type, (*path, *(key if isinstance(key, tuple) else (key,))))
             elif f.required and name not in suggested:
                 self.report(path, f"missing required field '{name}' for {label}",
                             f"add '{name}: <{type_label(f.type)}>'")
@@ -200,7 +245,7 @@ class Decoder:
         """Run a decoded config's own semantic checks, reporting at ``path``."""
         outer, self._checking = self._checking, True
         try:
-            config.check(Scope(self.report, path))
+            config.check(Scope(self.report, path, self.note))
         except Exception as exc:  # noqa: BLE001 - a crashing check is reported, never a traceback
             self.report(path, f"{label}.check() failed: {type(exc).__name__}: {exc}",
                         "this is a bug in the plugin that registered it; please report it")
@@ -322,15 +367,67 @@ def _describe(message: str, value: Any, tp: Any) -> str:
     """msgspec's messages in the manifest's words: what was expected, what was given."""
     m = re.fullmatch(r"Expected `(.+?)`, got `(.+?)`", message)
     if m:
-        expected = _type_name(tp) if tp is not None and typing.get_origin(tp) is not Literal else m.group(1)
-        return f"expected {_plain(expected)}, got {_kind(value)}"
+        if tp is not None and typing.get_origin(tp) is not Literal:
+            return f"expected {_expected(tp)}, got {_kind(value)}"
+        return f"expected {_plain(m.group(1))}, got {_kind(value)}"
     m = re.fullmatch(r"Expected `(.+?)` (.+)", message)
     if m:
         return f"expected {_plain(m.group(1))} {m.group(2)}, got {value!r}"
-    if message.startswith("Invalid enum value") and tp is not None and typing.get_origin(tp) is Literal:
-        choices = ", ".join(repr(a) for a in typing.get_args(tp))
-        return f"expected one of {choices}, got {value!r}"
+    literals = _literals(tp)
+    if message.startswith("Invalid enum value") and literals:
+        return f"expected one of {', '.join(repr(a) for a in literals)}, got {value!r}"
     return message[:1].lower() + message[1:]
+
+
+def _expected(tp: Any) -> str:
+    """A field type as the manifest author reads it: ``an int >= 1 or null``, never msgspec's spelling."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        inner, *meta = typing.get_args(tp)
+        text = _expected(inner)
+        for m in meta:
+            if isinstance(m, msgspec.Meta):
+                text += _bounds(m, integer=inner is int)
+        return text
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin in (list, tuple) or tp in (list, tuple):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if isinstance(tp, type) and tp.__name__ in ("int", "float", "str", "bool"):
+        return _plain(tp.__name__)
+    return _type_name(tp)
+
+
+def _bounds(meta: msgspec.Meta, *, integer: bool) -> str:
+    """``gt=0`` on an int reads ``>= 1``: the smallest value the author may write."""
+    text = ""
+    for attr, op in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        bound = getattr(meta, attr, None)
+        if bound is None:
+            continue
+        if integer and attr == "gt":
+            op, bound = ">=", bound + 1
+        elif integer and attr == "lt":
+            op, bound = "<=", bound - 1
+        text += f" {op} {bound}" if not text else f" and {op} {bound}"
+    return text
+
+
+def _literals(tp: Any) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal`` field, also inside ``Literal[...] | None``."""
+    if tp is None:
+        return ()
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return tuple(v for a in typing.get_args(tp) for v in _literals(a))
+    return ()
 
 
 def _plain(name: str) -> str:
@@ -340,8 +437,8 @@ def _plain(name: str) -> str:
 
 def _literal_hint(value: Any, tp: Any) -> str:
     tp = _strip_annotated(tp)
-    if typing.get_origin(tp) is Literal and isinstance(value, str):
-        return did_you_mean(value, [str(a) for a in typing.get_args(tp)])
+    if _literals(tp) and isinstance(value, str):
+        return did_you_mean(value, [str(a) for a in _literals(tp)])
     if tp is bool and isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
         return "YAML 1.2: only true and false are booleans"
     return ""

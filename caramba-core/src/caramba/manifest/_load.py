@@ -38,6 +38,8 @@ class Manifest:
     resolved: dict[str, Any]
     source: str = "<string>"
     overrides: list[str] = field(default_factory=list)
+    #: One line each for what was read in the original caramba's spelling, inherited or ignored.
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -99,10 +101,12 @@ def _check(runtime: Any, data: Any, source: str, overrides: Sequence[str]) -> Ma
     lower(data, problems, budget)
     if problems:
         raise ManifestError(_in_order(problems), source=source)
-    spec = validate(runtime, data, problems)
+    notes: list[Problem] = []
+    spec = validate(runtime, data, problems, notes)
     if problems or spec is INVALID:
         raise ManifestError(_in_order(problems) or [Problem(None, "", "invalid manifest")], source=source)
-    return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides))
+    return Manifest(spec=spec, resolved=to_plain(data), source=source, overrides=list(overrides),
+                    notes=_in_order(notes))
 
 
 def _in_order(problems: list[Problem]) -> list[Problem]:
@@ -116,15 +120,15 @@ def _in_order(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=key)
 
 
-def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
-    """Decode ``data`` into a :class:`ManifestSpec` and run every semantic check."""
-    decoder = Decoder(runtime, data, problems)
+def validate(runtime: Any, data: Any, problems: list[Problem], notes: list[Problem] | None = None) -> Any:
+    """Decode ``data`` into a :class:`ManifestSpec` and run every semantic check; notes go to ``notes``."""
+    decoder = Decoder(runtime, data, problems, notes=notes)
 
     requires = data.get("requires")
     if isinstance(requires, list):
         for i, req in enumerate(requires):
             if isinstance(req, str) and (msg := runtime.check_requires([req])):
-                decoder.report(("requires", i), msg[0], "install the plugin distribution, then run again")
+                decoder.report(("requires", i), msg[0], _requires_hint(msg[0]))
 
     # per-run train: blocks are decoded by their trainer's struct, from the raw data, so their
     # problems are reported even when something else in the manifest is wrong
@@ -156,6 +160,17 @@ def validate(runtime: Any, data: Any, problems: list[Problem]) -> Any:
     return spec
 
 
+def _requires_hint(message: str) -> str:
+    if " is failed" in message:
+        return "the plugin is installed but failed to load: fix what the message says (caramba plugins shows it)"
+    if " is blocked" in message:
+        return "the plugin is installed but blocked here (-p no:NAME, CARAMBA_PLUGINS or " \
+               "CARAMBA_DISABLE_PLUGIN_AUTOLOAD): unblock it"
+    if "is installed but the manifest requires" in message:
+        return "install a version the manifest accepts, then run again"
+    return "install the plugin distribution, then run again"
+
+
 def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tuple[int, int], Any]:
     """``{(target index, run index): decoded train struct}`` for every valid ``runs[].train``."""
     out: dict[tuple[int, int], Any] = {}
@@ -169,6 +184,7 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
         if entry is None:
             continue  # the decoder reports the unknown trainer
         run_config = entry.run_config
+        carried: dict[str, tuple[Any, Any, Any]] = {}
         for ri, run in enumerate(target["runs"]):
             if not isinstance(run, dict) or run.get("train") is None:
                 continue
@@ -176,10 +192,73 @@ def _decode_train_blocks(runtime: Any, decoder: Decoder, data: Any) -> dict[tupl
             if run_config is None:
                 decoder.report(path, f"trainer '{entry.name}' takes no per-run train: block")
                 continue
+            if isinstance(run["train"], dict):
+                _inherit(decoder, run["train"], run_config, carried, run.get("id"), path)
             decoded = decoder.decode_struct(run["train"], run_config, path, label=f"{entry.name} train")
             if decoded is not INVALID:
                 out[(ti, ri)] = decoded
     return out
+
+
+def _inherit(decoder: Decoder, train: dict, run_config: type, carried: dict[str, tuple[Any, Any, Any]],
+             run_id: Any, path: tuple[str | int, ...]) -> None:
+    """Fields the original caramba's trainer kept from one run to the next (its teacher) carry over."""
+    for name in getattr(run_config, "__caramba_inherited__", ()):
+        if name in train:
+            carried[name] = (train[name], getattr(train, "locations", {}).get(name), run_id)
+        elif name in carried:
+            value, where, source = carried[name]
+            train[name] = value
+            if hasattr(train, "locations"):
+                train.locations[name] = where
+            decoder.notes.append(Problem(getattr(train, "location", None), format_path((*path, name)),
+                                         f"'{name}' is inherited from run '{source}', as the original caramba did",
+                                         f"write '{name}' in this run to make it explicit"))
+
+
+def _check_components_agree(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
+    """What the dataset gives against what the objective reads and the system takes, where each says.
+
+    A dataset config may declare ``batch_keys()`` and ``feature_width()``, an objective config
+    ``batch_fields()`` (``{field: batch key it reads}``), a system config ``input_width()``
+    (``(field, width)``); a component that declares nothing is not checked.
+    """
+    data, objective, system = target.data.config, target.objective.config, target.system.config
+    keys = _call(data, "batch_keys")
+    fields = _call(objective, "batch_fields")
+    if keys is not None and fields:
+        for field_name, key in fields.items():
+            if key not in keys:
+                report((*tpath, "objective", "config", field_name),
+                       f"the batches of {target.data.ref} hold no '{key}' (they hold {', '.join(keys)})",
+                       did_you_mean(key, keys))
+    width, wanted = _call(data, "feature_width"), _call(system, "input_width")
+    if width is not None and wanted is not None and wanted[1] != width:
+        report((*tpath, "system", "config", wanted[0]),
+               f"{wanted[0]} is {wanted[1]} but the inputs of {target.data.ref} are {width} wide",
+               f"set {wanted[0]}: {width}")
+
+
+def _check_expected(run: Any, rpath: tuple[str | int, ...], report: Any) -> None:
+    """The original's ``expected: {phase: blockwise}`` states what the run's ``train:`` holds; it must agree."""
+    if run.expected and isinstance(run.train, dict):
+        return  # its train: block did not decode; that problem is reported already
+    for key, want in run.expected.items():
+        have = getattr(run.train, key, _ABSENT) if run.train is not None else _ABSENT
+        if have is _ABSENT:
+            report((*rpath, "expected", key), f"expected: names '{key}', which this run's train: does not have",
+                   "expected: states values of the run's train: fields")
+        elif have != want:
+            report((*rpath, "expected", key), f"the run expects {key}: {want!r} but its train: gives {have!r}",
+                   f"set train.{key}: {want!r}, or fix expected:")
+
+
+_ABSENT = object()
+
+
+def _call(config: Any, method: str) -> Any:
+    fn = getattr(config, method, None)
+    return fn() if callable(fn) else None
 
 
 def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], report: Any) -> None:
@@ -190,6 +269,9 @@ def _check_experiment(target: ExperimentTarget, tpath: tuple[str | int, ...], re
                    "run ids must be unique within a target")
         run_ids.add(run.id)
     # each component's own check() already ran when it was decoded
+    _check_components_agree(target, tpath, report)
+    for ri, run in enumerate(target.runs):
+        _check_expected(run, (*tpath, "runs", ri), report)
     for bi, bench in enumerate(target.benchmarks):
         known = set(target.labels) | {"student", "teacher", "model"}
         for mi, model in enumerate(bench.models):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from caramba.manifest._config import Config, PolymorphicConfig
+from caramba.manifest._config import Config, PolymorphicConfig, Scope
 from caramba.manifest._decode import Kind
 
 __all__ = [
@@ -43,13 +43,33 @@ class ComponentSpec(msgspec.Struct, kw_only=True):
     config: Any = None
 
 
+#: The original caramba's task labels (it never built a task; neither does caramba: the report records it).
+TASKS = ("task.language_modeling", "task.classification", "task.supervised_classification",
+         "task.node_classification", "task.graph_node_classification", "task.denoising", "task.diffusion_denoising")
+#: The original's instruments: the console and JSONL are always on here; the others are metrics sinks.
+INSTRUMENTS = ("rich", "jsonl", "hdf5", "tensorboard", "wandb")
+
+
 class DataDefaults(Config, kw_only=True):
-    tokenizer: str = "byte"
-    val_frac: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] = 0.1
+    """The original's manifest-wide data defaults. caramba's datasets name their own tokenizer and
+    held-out fraction, so both are accepted (the original's values only) with a note, and ignored."""
+
+    tokenizer: Literal["tiktoken", "llama", "none", "byte", "bpe"] | None = None
+    val_frac: Annotated[float, msgspec.Meta(ge=0.0, lt=1.0)] | None = None
+
+    def check(self, scope: Scope) -> None:
+        if self.tokenizer is not None:
+            scope.note("tokenizer", "ignored: each dataset names its own tokenizer (dataset.text tokenizer:, "
+                       "dataset.tokens tokenizer_checkpoint:; the eval verifier's tokenizer:)", "remove it")
+        if self.val_frac is not None:
+            scope.note("val_frac", "ignored: each dataset's own val_frac sets its held-out split", "remove it")
 
 
 class LoggingDefaults(Config, kw_only=True):
-    instrument: str = "rich"
+    """``instrument``: the original's choice of logger; ``hdf5``, ``tensorboard`` and ``wandb``
+    add that metrics sink, ``rich`` (the console) and ``jsonl`` are always on."""
+
+    instrument: Literal["rich", "jsonl", "hdf5", "tensorboard", "wandb"] = "rich"
     sinks: list[str] = []
     wandb: bool = False
     wandb_project: str = ""
@@ -60,7 +80,10 @@ class LoggingDefaults(Config, kw_only=True):
 
 class RuntimeDefaults(Config, kw_only=True):
     save_every: PositiveInt = 100
-    best_effort: bool = False
+
+    __caramba_ignored__: ClassVar[dict[str, str]] = {
+        "best_effort": "caramba never falls back silently: a backend that cannot run is an error",
+    }
 
 
 class ComputeDefaults(Config, kw_only=True):
@@ -118,7 +141,7 @@ class ExperimentTarget(Config, kw_only=True):
     name: str
     description: str = ""
     backend: Literal["torch"] = "torch"
-    task: str = ""
+    task: str = ""  # the original's label (TASKS); recorded in the report
     data: Annotated[ComponentSpec, Kind("dataset")]
     system: Annotated[ComponentSpec, Kind("system")]
     objective: Annotated[ComponentSpec, Kind("objective")]
@@ -126,6 +149,12 @@ class ExperimentTarget(Config, kw_only=True):
     labels: dict[str, str] = {}
     benchmarks: list[BenchmarkSpec] = []
     runs: list[RunSpec] = []
+
+    def check(self, scope: Scope) -> None:
+        if self.task and self.task not in TASKS:
+            from caramba.errors import did_you_mean
+
+            scope.error("task", f"unknown task '{self.task}'", did_you_mean(self.task, TASKS))
 
 
 class ProcessTarget(Config, kw_only=True):

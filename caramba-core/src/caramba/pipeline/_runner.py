@@ -147,6 +147,7 @@ def _run_target(runtime: Any, manifest: Manifest, target: ExperimentTarget | Pro
     started = time.time()
     report: dict[str, Any] = {
         "metadata": {"name": manifest.name, "target": target.name, "manifest": manifest.source,
+                     "notes": manifest.spec.notes, "description": target.description, "task": target.task,
                      "labels": dict(target.labels), "started": _iso(started)},
         "runs": [],
         "benchmarks": {},
@@ -169,7 +170,7 @@ def _run_target(runtime: Any, manifest: Manifest, target: ExperimentTarget | Pro
         finally:
             session.close_sinks()
         models.update(result.models)
-        report["runs"].append({"id": run.id, "seed": run.seed, "metrics": result.metrics,
+        report["runs"].append({"id": run.id, "exp": run.exp, "seed": run.seed, "metrics": result.metrics,
                                "checkpoint": result.checkpoint,
                                "verify": [vars(c) for c in checks]})
         atomic_write_json(folder / "report.json", report)

@@ -73,6 +73,8 @@ class RunSession(TargetSession):
         names = list(logging.sinks)
         if logging.wandb and "wandb" not in names:
             names.append("wandb")
+        if logging.instrument not in ("rich", "jsonl", *names):
+            names.append(logging.instrument)  # the original's single-logger choice
         for name in names:
             if name == "jsonl":
                 continue

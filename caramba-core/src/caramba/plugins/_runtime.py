@@ -152,11 +152,25 @@ class Runtime:
             if registered:
                 self.pm.unregister(name=info.name)
             info.status = "failed"
-            info.reason = f"{type(exc).__name__}: {exc}"
+            info.reason = self._why(exc)
             info.components = {}
             self._fail(info, exc)
             return
         self.plugins.append(info)
+
+    def _why(self, exc: BaseException) -> str:
+        """A plugin's failure in words; a misnamed hook gets the closest real hook name."""
+        import pluggy
+
+        from caramba.errors import did_you_mean
+
+        if isinstance(exc, pluggy.PluginValidationError):
+            known = [name for name, caller in vars(self.pm.hook).items() if getattr(caller, "spec", None)]
+            unknown = [name for name in dir(exc.plugin) if name.startswith("caramba_") and name not in known
+                       and callable(getattr(exc.plugin, name))]
+            if unknown:
+                return "; ".join(f"unknown hook '{name}': {did_you_mean(name, known)}" for name in unknown)
+        return f"{type(exc).__name__}: {exc}"
 
     def _fail(self, info: PluginInfo, exc: BaseException | None) -> None:
         """Record a failed plugin; under strict mode, stop with a :class:`PluginError`."""

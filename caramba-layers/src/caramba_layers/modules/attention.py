@@ -53,7 +53,7 @@ class AttentionLayer(NodeModule):
             self.q_proj = nn.Linear(d, h * hd, bias=b)
             self.k_proj = nn.Linear(d, g * hd, bias=b)
             self.v_proj = nn.Linear(d, g * hd, bias=b)
-            self.out_proj = nn.Linear(h * hd, d, bias=b)
+            self.out_proj = nn.Linear(h * hd, d, bias=b if c.out_bias is None else c.out_bias)
             if c.rope_enabled:
                 self.rope = RotaryEmbedding(hd, c.rope_base, c.rope_scaling)
         else:
@@ -63,7 +63,7 @@ class AttentionLayer(NodeModule):
             self.q_geo = nn.Linear(d, h * dg, bias=b)
             self.k_geo = nn.Linear(d, g * dg, bias=b)
             self.v_proj = nn.Linear(d, g * dv, bias=b)
-            self.out_proj = nn.Linear(h * dv, d, bias=b)
+            self.out_proj = nn.Linear(h * dv, d, bias=b if c.out_bias is None else c.out_bias)
             if c.rope_enabled:
                 self.rope = RotaryEmbedding(dg, c.rope_base, c.rope_scaling)
                 if c.rope_semantic:

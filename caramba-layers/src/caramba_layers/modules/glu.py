@@ -6,6 +6,7 @@ GLU variants, arXiv:2002.05202. ``w_gate``, ``w_up`` and ``w_down`` are Llama's
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -17,7 +18,8 @@ from caramba.nn import NodeModule
 
 __all__ = ["GLULayer"]
 
-ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid}
+ACTIVATIONS = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu, "sigmoid": torch.sigmoid,
+               "gelu_tanh": partial(F.gelu, approximate="tanh")}
 
 
 class GLULayer(NodeModule):

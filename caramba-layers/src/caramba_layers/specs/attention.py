@@ -83,6 +83,7 @@ class AttentionLayerConfig(NodeConfig, kw_only=True):
     is_causal: bool = True
     dropout_p: Probability = 0.0
     bias: bool = False
+    out_bias: bool | None = None  # the output projection's bias; null: as ``bias`` (Qwen2: bias, no out_bias)
     learned_temp: bool = False
     q_chunk: Positive | None = None
     local_window: Positive | None = None

@@ -43,6 +43,10 @@ class DiffusionDenoiserConfig(Config, kw_only=True):
     def kv_elements_per_token(self) -> int:
         return 0
 
+    def input_width(self) -> tuple[str, int]:
+        """``(field, width)``: validate checks it against the dataset's input width."""
+        return ("d_in", self.d_in)
+
 
 COMPONENTS = [
     Component("system", "system.diffusion_denoiser", DiffusionDenoiserConfig,

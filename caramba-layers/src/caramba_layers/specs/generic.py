@@ -73,6 +73,10 @@ class MLPClassifierConfig(Config, kw_only=True):
     def kv_elements_per_token(self) -> int:
         return 0
 
+    def input_width(self) -> tuple[str, int]:
+        """``(field, width)``: validate checks it against the dataset's input width."""
+        return ("d_in", self.d_in)
+
 
 class GCNSystemConfig(Config, kw_only=True):
     """Kipf & Welling's two-layer GCN: ``gcn(dropout → d_hidden) → ReLU → gcn(dropout → n_classes)``.
@@ -93,6 +97,10 @@ class GCNSystemConfig(Config, kw_only=True):
 
     def kv_elements_per_token(self) -> int:
         return 0
+
+    def input_width(self) -> tuple[str, int]:
+        """``(field, width)``: validate checks it against the dataset's input width."""
+        return ("d_in", self.d_in)
 
 
 COMPONENTS = [

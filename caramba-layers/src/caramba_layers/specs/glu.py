@@ -39,14 +39,14 @@ class SwiGLULayerConfig(NodeConfig, kw_only=True):
 class GLULayerConfig(NodeConfig, kw_only=True):
     """GLU feed-forward with a chosen gate activation.
 
-    ``activation``: silu, gelu (exact, erf), relu, sigmoid, or the variant names swiglu,
-    geglu, reglu, glu (read as silu, gelu, relu, sigmoid).
+    ``activation``: silu, gelu (exact, erf), gelu_tanh (its tanh approximation), relu, sigmoid,
+    or the variant names swiglu, geglu, reglu, glu (read as silu, gelu, relu, sigmoid).
     """
 
     d_model: Positive
     d_ff: Positive
     bias: bool = True
-    activation: Literal["silu", "gelu", "relu", "sigmoid", "swiglu", "geglu", "reglu", "glu"] = "silu"
+    activation: Literal["silu", "gelu", "gelu_tanh", "relu", "sigmoid", "swiglu", "geglu", "reglu", "glu"] = "silu"
 
     def __post_init__(self) -> None:
         self.activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
@@ -59,5 +59,5 @@ COMPONENTS = [
     Component("layer", "SwiGLULayer", SwiGLULayerConfig, "caramba_layers.modules.glu:GLULayer",
               "SwiGLU feed-forward block (gate, up, down)"),
     Component("layer", "GLULayer", GLULayerConfig, "caramba_layers.modules.glu:GLULayer",
-              "gated feed-forward block with a silu/gelu/relu/sigmoid gate"),
+              "gated feed-forward block with a silu/gelu/gelu_tanh/relu/sigmoid gate"),
 ]

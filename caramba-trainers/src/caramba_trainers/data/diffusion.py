@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from caramba import require
 from caramba_trainers.data.base import ArrayDataset, rng_for
 from caramba_trainers.data.supervised import load_npy
+from caramba_trainers.data_checks import DATASETS_EXTRA
 
 __all__ = ["DiffusionVectorDataset", "alpha_bars"]
 
@@ -35,6 +37,8 @@ def alpha_bars(timesteps: int, schedule: str, beta_start: float, beta_end: float
 def _source(config: Any) -> np.ndarray:
     if config.source == "npy":
         return np.asarray(load_npy(config.x_path, "x_path"), dtype=np.float32)
+    require("sklearn", package="scikit-learn", extra=DATASETS_EXTRA,
+            needed_by="dataset.diffusion_vector with a digits source")
     from sklearn.datasets import load_digits
 
     x = load_digits().data.astype(np.float64)

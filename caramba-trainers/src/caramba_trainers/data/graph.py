@@ -1,6 +1,7 @@
 """One-graph node classification: ``dataset.graph_npy`` and ``dataset.karate``.
 
-Every batch is the whole graph: ``inputs`` (N, F), ``adj`` (N, N), ``targets`` (N,),
+Every batch is the whole graph: ``inputs`` (N, F), ``adj`` (N, N), ``targets`` (N,) (also
+as ``labels``, the original caramba's name),
 ``train_mask``/``val_mask`` (N,) booleans (``test_mask`` equals ``val_mask``). The split
 is stratified by class so each class has training nodes.
 """
@@ -13,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from caramba import CarambaError
+from caramba import CarambaError, require
 from caramba_trainers.data.base import Dataset, _check_split, rng_for
 from caramba_trainers.data.supervised import load_npy
+from caramba_trainers.data_checks import DATASETS_EXTRA
 
 __all__ = ["GraphDataset", "GraphNpyDataset", "KarateDataset", "normalize_adjacency"]
 
@@ -46,6 +48,7 @@ class GraphDataset(Dataset):
             val[members[: min(len(members) - 1, round(len(members) * val_frac))]] = True
         self.graph = {"inputs": torch.from_numpy(x.astype(np.float32)), "adj": torch.from_numpy(adj),
                       "targets": torch.from_numpy(labels.astype(np.int64)),
+                      "labels": torch.from_numpy(labels.astype(np.int64)),  # the original's name
                       "train_mask": torch.from_numpy(~val), "val_mask": torch.from_numpy(val),
                       "test_mask": torch.from_numpy(val.copy())}
         self.meta = {"num_nodes": n, "d_in": int(x.shape[1]), "num_classes": int(labels.max()) + 1,
@@ -70,7 +73,7 @@ class GraphNpyDataset(GraphDataset):
 
 class KarateDataset(GraphDataset):
     def __init__(self, config: Any) -> None:
-        import networkx as nx
+        nx: Any = require("networkx", package="networkx", extra=DATASETS_EXTRA, needed_by="dataset.karate")
 
         g = nx.karate_club_graph()
         nodes = sorted(g.nodes)

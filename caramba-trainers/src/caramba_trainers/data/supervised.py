@@ -7,15 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from caramba import CarambaError
+from caramba import CarambaError, DataError, require
 from caramba_trainers.data.base import ArrayDataset
+from caramba_trainers.data_checks import DATASETS_EXTRA
 
 __all__ = ["DigitsDataset", "NpySupervisedDataset", "load_npy"]
 
 
 def load_npy(path: str, field: str, *, mmap: bool = False) -> np.ndarray:
     if not Path(path).exists():
-        raise CarambaError(f"file '{path}' does not exist", path=f"data.config.{field}",
+        raise DataError(f"file '{path}' does not exist", path=f"data.config.{field}",
                            hint="write it with numpy.save, or fix the path")
     return np.load(path, mmap_mode="r" if mmap else None)
 
@@ -60,6 +61,7 @@ class _TargetView(_Float32View):
 
 class DigitsDataset(ArrayDataset):
     def __init__(self, config: Any) -> None:
+        require("sklearn", package="scikit-learn", extra=DATASETS_EXTRA, needed_by="dataset.digits")
         from sklearn.datasets import load_digits
 
         digits = load_digits()

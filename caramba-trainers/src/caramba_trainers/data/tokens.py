@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from caramba import CarambaError
+from caramba import CarambaError, DataError
 from caramba_trainers.data.base import BlockDataset
 
 __all__ = ["TokenDataset", "open_tokens"]
@@ -17,7 +17,7 @@ def open_tokens(path: str | Path, dtype: str = "uint16") -> np.ndarray:
     """A read-only memmap of a 1-D ``.npy`` file, or of a raw ``.bin``/``.tokens`` file of ``dtype``."""
     path = Path(path)
     if not path.exists():
-        raise CarambaError(f"token file '{path}' does not exist", path="data.config.path",
+        raise DataError(f"token file '{path}' does not exist", path="data.config.path",
                            hint="write one with numpy.save(path, tokens) or point path at an existing file")
     try:
         if path.suffix == ".npy":

@@ -37,6 +37,11 @@ class UpcycleTrainConfig(TrainConfig, kw_only=True):
     """
 
     phases: ClassVar[tuple[str, ...]] = ("blockwise", "global")
+    __caramba_inherited__: ClassVar[tuple[str, ...]] = ("teacher_ckpt",)
+    __caramba_ignored__: ClassVar[dict[str, str]] = {
+        "cache_teacher_outputs": "the blockwise phase always caches the teacher's block outputs "
+                                 "(blockwise_teacher_cache_batches sets how many batches)",
+    }
     phase: Literal["blockwise", "global"] = "global"
     teacher_ckpt: str = ""
     init_from: str = "previous"
