@@ -5,7 +5,7 @@ was loaded. The target's folder is ``<artifacts_dir>/<manifest name>/<target nam
 so an interrupted run resumes from its checkpoints) and holds::
 
     manifest.resolved.yml   overrides.json   plugins.lock.json   environment.json
-    runs/<run id>/          metrics.jsonl, checkpoints (written by the trainer)
+    runs/<run id>/          metrics.jsonl, kernels.json, checkpoints (written by the trainer)
     report.json             runs, verify results, benchmark results
     ...                     files of the artifact writers (CSV, PNG, LaTeX)
 """
