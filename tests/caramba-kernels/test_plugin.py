@@ -1,0 +1,44 @@
+"""The triton backend registers like any plugin, is chosen on CUDA only, and imports nothing heavy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import caramba
+from caramba_kernels import plugin
+
+
+def test_importing_the_plugin_imports_neither_torch_nor_triton():
+    code = ("import sys, caramba_kernels, caramba_kernels.plugin; "
+            "print(sorted(m for m in ('torch', 'triton') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_triton_backend_is_registered_and_listed():
+    rt = caramba.Runtime(autoload=False, plugins=[plugin])
+    entry = rt.get("kernel_backend", "triton")
+    assert entry.factory == "caramba_kernels.backend:TritonBackend"
+
+
+@pytest.mark.parametrize(("op", "device", "dtype", "answer"), [
+    ("decode_attention", "cuda", "bf16", "triton"),
+    ("decode_attention", "cuda", "fp16", "triton"),
+    ("decode_attention", "cuda", "fp32", None),   # fp32 stays on the reference
+    ("decode_attention", "cpu", "fp16", None),    # so do CPU and MPS
+    ("decode_attention", "mps", "fp16", None),
+    ("rms_norm", "cuda", "bf16", None),           # ops it has no kernel for
+])
+def test_triton_is_selected_for_cuda_half_precision_decode_only(op, device, dtype, answer, monkeypatch):
+    monkeypatch.setattr(plugin, "triton_installed", lambda: True)
+    rt = caramba.Runtime(autoload=False, plugins=[plugin])
+    assert rt.hooks.select_kernel(op, device, dtype) == answer
+
+
+def test_without_triton_nothing_is_selected(monkeypatch):
+    monkeypatch.setattr(plugin, "triton_installed", lambda: False)
+    rt = caramba.Runtime(autoload=False, plugins=[plugin])
+    assert rt.hooks.select_kernel("decode_attention", "cuda", "bf16") is None
