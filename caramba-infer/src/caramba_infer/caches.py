@@ -148,13 +148,17 @@ class QuantizedKVCache(KVCacheBase):
         x = self._values(name, 0, math.ceil(end * n / self.qblock))[:, : end * n]
         return x.reshape(x.shape[0], end, *self.shapes[name]).to(dtype)
 
-    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+    def write(self, **new: torch.Tensor) -> None:
+        """Quantise and store ``new`` after the cached tokens without reading anything back."""
         start, end = self._reserve(new)
-        dtype = next(iter(new.values())).dtype
         for name, value in new.items():
             self._write(name, start, end, value)
         self.length = end
-        return {name: self._dequantise(name, end, dtype) for name in self.codes}
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.write(**new)
+        dtype = next(iter(new.values())).dtype
+        return {name: self._dequantise(name, self.length, dtype) for name in self.codes}
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.codes.values(), *self.scales.values()))

@@ -18,6 +18,7 @@ switch to an explicit boolean mask built from absolute positions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -79,10 +80,19 @@ class AttentionLayer(NodeModule):
                 nn.init.zeros_(self.gate_proj.weight)
         if c.learned_temp:
             self.temp = nn.Parameter(torch.zeros(h))  # log-scale per head; exp(0) = 1 at init
+        self._decode_kernel: Callable[..., torch.Tensor] | None = None
 
     def cache_fields(self) -> dict[str, tuple[int, ...]]:
         """``{name: (heads, width)}`` of the tensors a KV cache stores per token."""
         return self.config.cache_fields()
+
+    # -- kernels (bound by caramba.graph.kernels.select_kernels, never chosen in forward) --
+    def kernel_ops(self) -> tuple[str, ...]:
+        return ("decode_attention",)
+
+    def use_kernel(self, op: str, fn: Callable[..., torch.Tensor] | None) -> None:
+        """``decode_attention(q (B, H, Dk), keys, v, lengths, scale=) -> (B, H, Dv)`` over cache storage."""
+        self._decode_kernel = fn
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
@@ -99,13 +109,18 @@ class AttentionLayer(NodeModule):
             q, new, scale = self._project_dba(x, q_pos)
         else:
             q, new, scale = self._project_standard(x, q_pos)
+        null = self.decoupled and self.config.null_attn
+        kernel = self._decode_kernel
+        if (kernel is not None and cache is not None and T == 1 and not self.training
+                and hasattr(cache, "storage") and not null and ctx.positions is None and ctx.mask is None
+                and self.local_window is None):
+            return self._decode_step(kernel, q, new, cache, scale)
         full = cache.append(**new) if cache is not None else new
         k, v = self._keys_values(full)  # k: (B, G, S, Dk), v: (B, G, S, Dv)
         k, v = k.to(q.dtype), v.to(q.dtype)  # a cache may store another dtype
         S = k.shape[2]
         k_pos = torch.arange(S, device=x.device) if cache is not None else q_pos
 
-        null = self.decoupled and self.config.null_attn
         explicit = (ctx.positions is not None or ctx.mask is not None or null
                     or self.local_window is not None or self.q_chunk is not None)
         # With a cache, one new token sees every cached key and a prefill into an empty cache is
@@ -124,6 +139,14 @@ class AttentionLayer(NodeModule):
             o = self._attend_chunked(q, k, v, mask, p, scale, gqa)
         o = o.transpose(1, 2).reshape(B, T, -1)  # (B, T, H·Dv)
         return self.out_proj(o)
+
+    def _decode_step(self, kernel: Callable[..., torch.Tensor], q: torch.Tensor, new: dict, cache: Any,
+                     scale: float) -> torch.Tensor:
+        """One token over the whole cache with the bound kernel, reading the cache where it lies."""
+        cache.write(**new)
+        keys = (cache.storage("k_sem"), cache.storage("k_geo")) if self.decoupled else cache.storage("k")
+        o = kernel(q[:, :, 0], keys, cache.storage("v"), cache.length, scale=scale)  # (B, H, Dv)
+        return self.out_proj(o.reshape(q.shape[0], 1, -1))
 
     def _project_standard(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, dict, float]:
         B, T, _ = x.shape
