@@ -6,13 +6,13 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-import caramba  # noqa: E402
-import caramba_layers.plugin as layers_plugin  # noqa: E402
-from caramba.graph import Context, NodeConfig  # noqa: E402
-from caramba.graph.kernels import select_kernels  # noqa: E402
-from caramba_infer import plugin as infer_plugin  # noqa: E402
-from caramba_infer.caches import cache_kind  # noqa: E402
-from caramba_kernels import plugin as kernels_plugin  # noqa: E402
+import caramba
+import caramba_layers.plugin as layers_plugin
+from caramba.graph import Context, NodeConfig
+from caramba.graph.kernels import select_kernels
+from caramba_infer import plugin as infer_plugin
+from caramba_infer.caches import cache_kind
+from caramba_kernels import plugin as kernels_plugin
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 RT = caramba.Runtime(autoload=False, plugins=[layers_plugin, infer_plugin, kernels_plugin])

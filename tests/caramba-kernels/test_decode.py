@@ -8,8 +8,8 @@ import pytest
 import torch
 
 pytest.importorskip("triton")
-from caramba_infer.caches import QuantizedKVCache  # noqa: E402
-from caramba_kernels.decode import decode_attention  # noqa: E402
+from caramba_infer.caches import QuantizedKVCache
+from caramba_kernels.decode import decode_attention
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"

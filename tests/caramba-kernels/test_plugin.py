@@ -30,9 +30,11 @@ def test_the_triton_backend_is_registered_and_listed():
     ("decode_attention", "cuda", "fp32", None),   # fp32 stays on the reference
     ("decode_attention", "cpu", "fp16", None),    # so do CPU and MPS
     ("decode_attention", "mps", "fp16", None),
+    ("selective_scan", "cuda", "fp32", "triton"),
+    ("selective_scan", "cpu", "fp32", None),
     ("rms_norm", "cuda", "bf16", None),           # ops it has no kernel for
 ])
-def test_triton_is_selected_for_cuda_half_precision_decode_only(op, device, dtype, answer, monkeypatch):
+def test_triton_is_selected_on_cuda_for_the_ops_and_dtypes_it_has_kernels_for(op, device, dtype, answer, monkeypatch):
     monkeypatch.setattr(plugin, "triton_installed", lambda: True)
     rt = caramba.Runtime(autoload=False, plugins=[plugin])
     assert rt.hooks.select_kernel(op, device, dtype) == answer

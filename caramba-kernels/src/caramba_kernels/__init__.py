@@ -12,6 +12,7 @@ from typing import Any
 _WHERE = {
     "TritonBackend": "backend",
     "decode_attention": "decode",
+    "selective_scan": "scan",
 }
 
 __all__ = sorted(_WHERE)

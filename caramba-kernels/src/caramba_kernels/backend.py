@@ -11,7 +11,10 @@ from caramba_kernels.ops import OPS, devices
 
 __all__ = ["TritonBackend"]
 
-_FUNCTIONS = {"decode_attention": "caramba_kernels.decode:decode_attention"}
+_FUNCTIONS = {
+    "decode_attention": "caramba_kernels.decode:decode_attention",
+    "selective_scan": "caramba_kernels.scan:selective_scan",
+}
 
 
 class TritonBackend(KernelBackend):

@@ -24,6 +24,7 @@ call (CUDA graphs); programs past a sequence's length return at once.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -180,12 +181,14 @@ def _pow2(n: int, least: int = 16) -> int:
     return max(least, triton.next_power_of_2(n))
 
 
+@functools.cache
+def _multiprocessors(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def _splits(batch_heads: int, capacity: int, block_n: int, device: torch.device) -> int:
     """Tokens per split: enough programs to fill the GPU, each a whole number of blocks."""
-    if device.type == "cuda":
-        programs = 4 * torch.cuda.get_device_properties(device).multi_processor_count
-    else:
-        programs = 8
+    programs = 4 * _multiprocessors(device.index or 0) if device.type == "cuda" else 8
     want = max(1, math.ceil(programs / batch_heads))
     split = max(block_n, math.ceil(capacity / want))
     return math.ceil(split / block_n) * block_n

@@ -10,6 +10,7 @@ __all__ = ["OPS", "devices", "triton_installed"]
 #: op -> compute dtypes its kernel takes; the op's signature is documented by its function.
 OPS: dict[str, tuple[str, ...]] = {
     "decode_attention": ("fp16", "bf16"),
+    "selective_scan": ("fp32", "fp16", "bf16"),
 }
 
 

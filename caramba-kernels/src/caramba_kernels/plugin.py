@@ -14,7 +14,8 @@ from caramba_kernels.ops import OPS, triton_installed
 @hookimpl
 def caramba_register_kernel_backends(registry: Any) -> None:
     registry.add("triton", factory="caramba_kernels.backend:TritonBackend",
-                 summary="Triton kernels on CUDA: split-K decode attention over fp16/bf16/q8_0/q4_0 caches, DBA")
+                 summary="Triton kernels on CUDA: split-K decode attention over fp16/bf16/q8_0/q4_0 caches "
+                         "(GQA, DBA) and Mamba's fused selective scan")
 
 
 @hookimpl

@@ -1,0 +1,215 @@
+"""caramba-kernels on a CUDA GPU against the strongest PyTorch alternative, in one process.
+
+Decode attention (one new token, batch 1, 32 query / 8 KV heads, head dim 64, the shape of the
+issue's anchor): µs and achieved bandwidth at 1K-32K context for every cache kind, against
+``F.scaled_dot_product_attention`` over an fp16 ``(B, G, S, D)`` cache (the layout SDPA likes
+best) and against the torch reference path of each quantised kind (dequantise, then SDPA).
+A DBA row uses the Llama-3.2-1B-DBA preset's fields. Every timing is a median of
+``triton.testing.do_bench`` (L2 flushed between calls) of a CUDA graph of the step, as a
+static-shape decoder replays it, and also of the eager call. Each row records its largest
+error against float32 attention over the same cache values.
+
+    python benchmarks/kernels.py --out benchmarks/results/kernels-h200.json
+
+Runs in about a minute on an H200. Needs a CUDA GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768]
+H, G, D = 32, 8, 64
+DEVICE = "cuda"
+
+
+def median_us(fn, graph: bool) -> float:
+    """Median µs of ``fn`` (L2 flushed between calls); ``graph``: replay a captured CUDA graph of it."""
+    if DEVICE == "cpu":  # the smoke run in Triton's interpreter: correctness of the script, not speed
+        start = time.perf_counter()
+        fn()
+        return 1e6 * (time.perf_counter() - start)
+    import triton.testing
+
+    if not graph:
+        return 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    fn()  # compile and allocate outside the capture
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        fn()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g, stream=stream):
+            fn()
+    torch.cuda.synchronize()
+    return 1e3 * triton.testing.do_bench(g.replay, warmup=25, rep=100, return_mode="median")
+
+
+def copy_bandwidth() -> float:
+    """TB/s of a 1 GiB device-to-device copy (read + write), the ceiling a decode kernel can approach."""
+    x = torch.empty(1 << 29 if DEVICE == "cuda" else 1 << 20, dtype=torch.float16, device=DEVICE)
+    y = torch.empty_like(x)
+    us = median_us(lambda: y.copy_(x), graph=False)
+    return 2 * x.numel() * 2 / (us * 1e-6) / 1e12
+
+
+def attention_f32(q, keys, v, scale):
+    """float32 attention of q (B, H, Dk) over dense (B, S, G, D) keys/values."""
+    k = torch.cat([t.float() for t in keys], -1).transpose(1, 2)  # (B, G, S, Dk)
+    return F.scaled_dot_product_attention(q.float()[:, :, None], k, v.float().transpose(1, 2), scale=scale,
+                                          enable_gqa=True)[:, :, 0]
+
+
+def decode_rows(bandwidth: float, contexts: list[int] = CONTEXTS) -> list[dict]:
+    rows = []
+    for S in contexts:
+        rows.extend(_context_rows(S, bandwidth))
+        print(f"decode {S:>6}: " + "  ".join(f"{r['backend']}/{r['cache']} {r['us_graph']:.1f}us"
+                                             for r in rows if r["context"] == S), flush=True)
+    return rows
+
+
+def _context_rows(S: int, bandwidth: float) -> list[dict]:
+    from caramba_infer.caches import QuantizedKVCache
+    from caramba_kernels.decode import decode_attention
+
+    rows = []
+    torch.manual_seed(0)
+    q = torch.randn(1, H, D, device=DEVICE, dtype=torch.float16)
+    dense = {n: torch.randn(1, S, G, D, device=DEVICE, dtype=torch.float16) for n in ("k", "v")}
+    lengths = torch.full((1,), S, dtype=torch.int32, device=DEVICE)
+    scale = 1 / math.sqrt(D)
+    k_sdpa, v_sdpa = (dense[n].transpose(1, 2).contiguous() for n in ("k", "v"))  # (B, G, S, D)
+    q4d = q[:, :, None]
+
+    def sdpa():
+        return F.scaled_dot_product_attention(q4d, k_sdpa, v_sdpa, scale=scale, enable_gqa=True)
+
+    sdpa_us = median_us(sdpa, graph=True)
+    fp16_bytes = 2 * S * G * D * 2
+    rows.append(_row("sdpa", "fp16", S, sdpa_us, median_us(sdpa, graph=False), fp16_bytes, bandwidth, sdpa_us,
+                     (sdpa()[:, :, 0].float() - attention_f32(q, [dense["k"]], dense["v"], scale)).abs().max()))
+    for kind in ("fp16", "bf16"):
+        dt = torch.float16 if kind == "fp16" else torch.bfloat16
+        k, v, qq = dense["k"].to(dt), dense["v"].to(dt), q.to(dt)
+
+        def fused(k=k, v=v, qq=qq):
+            return decode_attention(qq, k, v, lengths, scale=scale)
+
+        err = (fused().float() - attention_f32(qq, [k], v, scale)).abs().max()
+        rows.append(_row("triton", kind, S, median_us(fused, True), median_us(fused, False), fp16_bytes,
+                         bandwidth, sdpa_us, err))
+    for bits in (8, 4):
+        cache = QuantizedKVCache({"k": (G, D), "v": (G, D)}, 1, S, bits=bits, device=DEVICE)
+        views = cache.append(k=dense["k"], v=dense["v"])
+        ks, vs = cache.storage("k"), cache.storage("v")
+
+        def fused(ks=ks, vs=vs):
+            return decode_attention(q, ks, vs, lengths, scale=scale)
+
+        def reference(cache=cache):
+            deq = {n: cache._dequantise(n, S, torch.float16).transpose(1, 2) for n in ("k", "v")}
+            return F.scaled_dot_product_attention(q4d, deq["k"], deq["v"], scale=scale, enable_gqa=True)
+
+        nbytes = cache.nbytes()
+        exact = attention_f32(q, [views["k"]], views["v"], scale)
+        err = (fused().float() - exact).abs().max()
+        kind = f"q{bits}_0"
+        rows.append(_row("triton", kind, S, median_us(fused, True), median_us(fused, False), nbytes, bandwidth,
+                         sdpa_us, err))
+        rows.append(_row("torch_reference", kind, S, median_us(reference, True), median_us(reference, False),
+                         nbytes, bandwidth, sdpa_us, (reference()[:, :, 0].float() - exact).abs().max()))
+    rows.extend(_dba_rows(S, bandwidth))
+    return rows
+
+
+def _dba_rows(S: int, bandwidth: float) -> list[dict]:
+    """Llama-3.2-1B-DBA fields (8 KV heads; d_s = d_g = 16, d_v = 32; 32 query heads) in bf16."""
+    from caramba_kernels.decode import decode_attention
+
+    ds, dg, dv = 16, 16, 32
+    k_sem, k_geo = (torch.randn(1, S, G, d, device=DEVICE, dtype=torch.bfloat16) for d in (ds, dg))
+    v = torch.randn(1, S, G, dv, device=DEVICE, dtype=torch.bfloat16)
+    q = torch.randn(1, H, ds + dg, device=DEVICE, dtype=torch.bfloat16) / 4
+    lengths = torch.full((1,), S, dtype=torch.int32, device=DEVICE)
+    k_cat = torch.cat((k_sem, k_geo), -1).transpose(1, 2).contiguous()
+    v_t = v.transpose(1, 2).contiguous()
+    q4d = q[:, :, None]
+
+    def sdpa():
+        return F.scaled_dot_product_attention(q4d, k_cat, v_t, scale=1.0, enable_gqa=True)
+
+    def fused():
+        return decode_attention(q, (k_sem, k_geo), v, lengths, scale=1.0)
+
+    nbytes = S * G * (ds + dg + dv) * 2
+    sdpa_us = median_us(sdpa, True)
+    err = (fused().float() - attention_f32(q, [k_sem, k_geo], v, 1.0)).abs().max()
+    return [_row("sdpa", "dba_bf16", S, sdpa_us, median_us(sdpa, False), nbytes, bandwidth, sdpa_us,
+                 (sdpa()[:, :, 0].float() - attention_f32(q, [k_sem, k_geo], v, 1.0)).abs().max()),
+            _row("triton", "dba_bf16", S, median_us(fused, True), median_us(fused, False), nbytes, bandwidth,
+                 sdpa_us, err)]
+
+
+def _row(backend, cache, S, us_graph, us_eager, nbytes, bandwidth, sdpa_us, err) -> dict:
+    tb_s = nbytes / (us_graph * 1e-6) / 1e12
+    return {"backend": backend, "cache": cache, "context": S, "us_graph": round(us_graph, 2),
+            "us_eager": round(us_eager, 2), "bytes_read": int(nbytes), "tb_s": round(tb_s, 3),
+            "pct_copy_bandwidth": round(100 * tb_s / bandwidth, 1),
+            "speedup_vs_sdpa_fp16": round(sdpa_us / us_graph, 2), "max_abs_err_vs_fp32": float(err)}
+
+
+def summary(rows: list[dict], bandwidth: float) -> dict:
+    at = {(r["backend"], r["cache"]): r for r in rows if r["context"] == 32768}
+    out = {}
+    for key, need in ((("triton", "fp16"), None), (("triton", "q8_0"), 3.0), (("triton", "q4_0"), 5.0)):
+        r = at.get(key)
+        if r is None:
+            continue
+        out[key[1]] = {"us": r["us_graph"], "pct_copy_bandwidth": r["pct_copy_bandwidth"],
+                       "speedup_vs_sdpa_fp16": r["speedup_vs_sdpa_fp16"],
+                       "target": "≥70% of copy bandwidth, ≥2x SDPA" if need is None else f"≥{need:g}x SDPA fp16"}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("benchmarks/kernels.py measures CUDA kernels: run it on a machine with a CUDA GPU")
+    import triton
+
+    start = time.time()
+    bandwidth = copy_bandwidth()
+    print(f"copy bandwidth {bandwidth:.2f} TB/s", flush=True)
+    result = {
+        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+        "python": platform.python_version(), "copy_bandwidth_tb_s": round(bandwidth, 3),
+        "decode_shape": {"batch": 1, "query_heads": H, "kv_heads": G, "head_dim": D},
+    }
+    rows = decode_rows(bandwidth)
+    result["decode"] = rows
+    result["decode_at_32k"] = summary(rows, bandwidth)
+    for section, fn in SECTIONS:
+        result[section] = fn()
+    result["seconds"] = round(time.time() - start, 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["decode_at_32k"], indent=2))
+    print(f"wrote {args.out} in {result['seconds']} s")
+
+
+#: Further sections (name, function returning JSON-able results), appended by the kernels below.
+SECTIONS: list = []
+
+if __name__ == "__main__":
+    main()
