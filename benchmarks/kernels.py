@@ -208,8 +208,68 @@ def main() -> None:
     print(f"wrote {args.out} in {result['seconds']} s")
 
 
-#: Further sections (name, function returning JSON-able results), appended by the kernels below.
-SECTIONS: list = []
+def peak_mib(fn) -> float:
+    """Peak CUDA memory of one call of ``fn`` above what was allocated before it, in MiB."""
+    if DEVICE == "cpu":
+        fn()
+        return 0.0
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def scan_rows() -> list[dict]:
+    """Fused selective scan against caramba-layers' reference (Hillis-Steele over (B, T, di, N) tensors).
+
+    Mamba-130M's inner width (d_inner 1536, N 16), batch 1, fp32, forward and forward+backward.
+    """
+    rows = []
+    for T in (2048, 4096, 8192):
+        rows.append(_scan_row(T))
+        print(f"scan {T}: {rows[-1]}", flush=True)
+    return rows
+
+
+def _scan_row(T: int, bsz: int = 1, di: int = 1536, N: int = 16) -> dict:
+    from caramba_kernels.scan import selective_scan as fused_scan
+    from caramba_layers.modules.ssm import selective_scan as reference_scan
+
+    torch.manual_seed(0)
+    leaves = [torch.randn(bsz, T, di), F.softplus(torch.randn(bsz, T, di) - 2), -torch.exp(torch.randn(di, N) / 2),
+              torch.randn(bsz, T, N), torch.randn(bsz, T, N), torch.randn(di)]
+    args = [t.to(DEVICE).requires_grad_() for t in leaves]
+    x, dt, A, B, C, D = args
+
+    def reference():
+        h = reference_scan(torch.exp(dt[..., None] * A), (dt * x)[..., None] * B[:, :, None, :])
+        return torch.einsum("btdn,btn->btd", h, C) + D * x
+
+    def fused():
+        return fused_scan(x, dt, A, B, C, D)[0]
+
+    def train(fn):
+        return lambda: torch.autograd.grad(fn().square().sum(), args)
+
+    with torch.no_grad():
+        want = reference()
+        err = ((fused() - want).abs().max() / want.abs().max()).item()
+        del want
+    row = {"length": T, "batch": bsz, "d_inner": di, "d_state": N, "max_rel_err_vs_reference": err}
+    for name, fn in (("reference", reference), ("fused", fused)):
+        with torch.no_grad():
+            row[f"{name}_fwd_ms"] = round(median_us(fn, graph=False) / 1e3, 3)
+        row[f"{name}_fwd_bwd_ms"] = round(median_us(train(fn), graph=False) / 1e3, 3)
+        row[f"{name}_fwd_bwd_peak_mib"] = round(peak_mib(train(fn)), 1)
+    row["speedup_fwd"] = round(row["reference_fwd_ms"] / row["fused_fwd_ms"], 2)
+    row["speedup_fwd_bwd"] = round(row["reference_fwd_bwd_ms"] / row["fused_fwd_bwd_ms"], 2)
+    return row
+
+
+#: Further sections (name, function returning JSON-able results).
+SECTIONS: list = [("selective_scan", scan_rows)]
 
 if __name__ == "__main__":
     main()

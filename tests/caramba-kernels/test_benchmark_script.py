@@ -33,3 +33,9 @@ def test_decode_rows_cover_every_cache_kind_and_stay_within_their_error(bench):
         assert r["max_abs_err_vs_fp32"] < (0.02 if "bf16" in r["cache"] else 2e-3), r
     q8 = next(r for r in rows if r["cache"] == "q8_0")
     assert q8["bytes_read"] == 64 * 8 * 64 * 2 * (1 + 2 / 32)
+
+
+def test_a_scan_row_compares_the_fused_scan_with_the_reference(bench):
+    row = bench._scan_row(8, bsz=1, di=16, N=4)
+    assert row["max_rel_err_vs_reference"] < 1e-5
+    assert {"reference_fwd_bwd_ms", "fused_fwd_bwd_ms", "speedup_fwd_bwd", "fused_fwd_bwd_peak_mib"} <= set(row)
