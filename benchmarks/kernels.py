@@ -268,8 +268,62 @@ def _scan_row(T: int, bsz: int = 1, di: int = 1536, N: int = 16) -> dict:
     return row
 
 
+def training_rows() -> list[dict] | dict:
+    """liger-kernel's training kernels (the ``liger`` backend) against the eager ops, bf16, forward+backward.
+
+    RMSNorm is caramba's own ``RMSNormLayer`` code; the loss is a Llama-3-sized head (d 2048,
+    vocabulary 128,256) over 8,192 tokens, where eager materialises the full logits.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("liger_kernel") is None:
+        return {"skipped": "liger-kernel is not installed (pip install caramba-kernels[liger])"}
+    from caramba_kernels import liger
+    from caramba_layers.modules.norm import RMSNormLayer
+
+    class _Norm:
+        eps, elementwise_affine, d_model = 1e-5, True, 4096
+
+    bf16 = {"device": DEVICE, "dtype": torch.bfloat16}
+    rows = []
+    torch.manual_seed(0)
+    x = torch.randn(16384, 4096, **bf16, requires_grad=True)
+    layer = RMSNormLayer(_Norm()).to(**bf16)
+    rows.append(_training_row("rms_norm", (x, *layer.parameters()), lambda: layer(x),
+                              lambda: liger.rms_norm(x, layer.weight, layer.eps)))
+    gate, up = (torch.randn(16384, 8192, **bf16, requires_grad=True) for _ in range(2))
+    rows.append(_training_row("swiglu", (gate, up), lambda: F.silu(gate) * up, lambda: liger.swiglu(gate, up)))
+    hidden = torch.randn(8192, 2048, **bf16, requires_grad=True)
+    head = (torch.randn(128256, 2048, **bf16) / 45).requires_grad_()
+    target = torch.randint(0, 128256, (8192,), device=DEVICE)
+    rows.append(_training_row("linear_cross_entropy_128k", (hidden, head),
+                              lambda: F.cross_entropy((hidden @ head.T).float(), target),
+                              lambda: liger.linear_cross_entropy(hidden, head, target)))
+    return rows
+
+
+def _training_row(op: str, leaves, eager, fused) -> dict:
+    def run(fn):
+        out = fn()
+        loss = out if out.dim() == 0 else out.float().square().mean()
+        return torch.autograd.grad(loss, leaves)
+
+    want, got = run(eager), run(fused)
+    err = max(((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12)).item()
+              for a, b in zip(want, got))
+    del want, got
+    row = {"op": op, "max_rel_grad_err": err}
+    for name, fn in (("eager", eager), ("liger", fused)):
+        row[f"{name}_fwd_bwd_ms"] = round(median_us(lambda fn=fn: run(fn), graph=False) / 1e3, 3)
+        row[f"{name}_peak_mib"] = round(peak_mib(lambda fn=fn: run(fn)), 1)
+    row["speedup"] = round(row["eager_fwd_bwd_ms"] / row["liger_fwd_bwd_ms"], 2)
+    row["memory_ratio"] = round(row["eager_peak_mib"] / max(row["liger_peak_mib"], 1e-9), 2)
+    print(f"training {row}", flush=True)
+    return row
+
+
 #: Further sections (name, function returning JSON-able results).
-SECTIONS: list = [("selective_scan", scan_rows)]
+SECTIONS: list = [("selective_scan", scan_rows), ("training", training_rows)]
 
 if __name__ == "__main__":
     main()

@@ -39,3 +39,18 @@ def test_a_scan_row_compares_the_fused_scan_with_the_reference(bench):
     row = bench._scan_row(8, bsz=1, di=16, N=4)
     assert row["max_rel_err_vs_reference"] < 1e-5
     assert {"reference_fwd_bwd_ms", "fused_fwd_bwd_ms", "speedup_fwd_bwd", "fused_fwd_bwd_peak_mib"} <= set(row)
+
+
+@pytest.mark.slow  # imports liger-kernel (~25 s on 2 busy cores)
+def test_a_training_row_compares_gradients_time_and_memory(bench):
+    pytest.importorskip("liger_kernel")
+    from caramba_kernels import liger
+
+    hidden = torch.randn(12, 16, requires_grad=True)
+    head = torch.randn(40, 16, requires_grad=True)
+    target = torch.randint(0, 40, (12,))
+    row = bench._training_row("lce", (hidden, head),
+                              lambda: torch.nn.functional.cross_entropy(hidden @ head.T, target),
+                              lambda: liger.linear_cross_entropy(hidden, head, target))
+    assert row["max_rel_grad_err"] < 1e-4
+    assert {"eager_fwd_bwd_ms", "liger_fwd_bwd_ms", "speedup", "memory_ratio"} <= set(row)

@@ -18,10 +18,10 @@ def test_importing_the_plugin_imports_neither_torch_nor_triton():
     assert out.strip() == "[]"
 
 
-def test_the_triton_backend_is_registered_and_listed():
+def test_the_triton_and_liger_backends_are_registered():
     rt = caramba.Runtime(autoload=False, plugins=[plugin])
-    entry = rt.get("kernel_backend", "triton")
-    assert entry.factory == "caramba_kernels.backend:TritonBackend"
+    assert rt.get("kernel_backend", "triton").factory == "caramba_kernels.backend:TritonBackend"
+    assert rt.get("kernel_backend", "liger").factory == "caramba_kernels.liger:LigerBackend"
 
 
 @pytest.mark.parametrize(("op", "device", "dtype", "answer"), [
@@ -32,15 +32,22 @@ def test_the_triton_backend_is_registered_and_listed():
     ("decode_attention", "mps", "fp16", None),
     ("selective_scan", "cuda", "fp32", "triton"),
     ("selective_scan", "cpu", "fp32", None),
-    ("rms_norm", "cuda", "bf16", None),           # ops it has no kernel for
+    ("rms_norm", "cuda", "bf16", "liger"),        # training kernels come from liger-kernel
+    ("swiglu", "cuda", "fp32", "liger"),
+    ("linear_cross_entropy", "cuda", "bf16", "liger"),
+    ("rms_norm", "cpu", "fp32", None),
+    ("layer_norm", "cuda", "bf16", None),         # ops no backend has a kernel for
 ])
-def test_triton_is_selected_on_cuda_for_the_ops_and_dtypes_it_has_kernels_for(op, device, dtype, answer, monkeypatch):
+def test_a_backend_is_selected_on_cuda_for_the_ops_and_dtypes_it_has_kernels_for(op, device, dtype, answer,
+                                                                                  monkeypatch):
     monkeypatch.setattr(plugin, "triton_installed", lambda: True)
+    monkeypatch.setattr(plugin, "liger_installed", lambda: True)
     rt = caramba.Runtime(autoload=False, plugins=[plugin])
     assert rt.hooks.select_kernel(op, device, dtype) == answer
 
 
 def test_without_triton_nothing_is_selected(monkeypatch):
     monkeypatch.setattr(plugin, "triton_installed", lambda: False)
+    monkeypatch.setattr(plugin, "liger_installed", lambda: False)
     rt = caramba.Runtime(autoload=False, plugins=[plugin])
     assert rt.hooks.select_kernel("decode_attention", "cuda", "bf16") is None

@@ -1,21 +1,32 @@
-"""Which ops the Triton backend runs, on which devices and dtypes (torch- and Triton-free)."""
+"""Which ops each backend runs, on which devices and dtypes (torch- and Triton-free)."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 
-__all__ = ["OPS", "devices", "triton_installed"]
+__all__ = ["LIGER_OPS", "OPS", "devices", "liger_installed", "triton_installed"]
 
-#: op -> compute dtypes its kernel takes; the op's signature is documented by its function.
+#: ``triton`` backend (this package's kernels): op -> compute dtypes its kernel takes.
 OPS: dict[str, tuple[str, ...]] = {
     "decode_attention": ("fp16", "bf16"),
     "selective_scan": ("fp32", "fp16", "bf16"),
 }
 
+#: ``liger`` backend (liger-kernel's maintained Triton training kernels, when installed).
+LIGER_OPS: dict[str, tuple[str, ...]] = {
+    "rms_norm": ("fp32", "fp16", "bf16"),
+    "swiglu": ("fp32", "fp16", "bf16"),
+    "linear_cross_entropy": ("fp32", "fp16", "bf16"),
+}
+
 
 def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
+
+
+def liger_installed() -> bool:
+    return triton_installed() and importlib.util.find_spec("liger_kernel") is not None
 
 
 def devices() -> tuple[str, ...]:

@@ -1,6 +1,7 @@
-"""The caramba-kernels plugin: registers the ``triton`` kernel backend and answers ``select_kernel``.
+"""The caramba-kernels plugin: registers the ``triton`` and ``liger`` kernel backends and answers
+``select_kernel``.
 
-Torch- and Triton-free: the backend's module loads when a model binds its kernels.
+Torch- and Triton-free: a backend's module loads when a model binds its kernels.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from caramba import hookimpl
-from caramba_kernels.ops import OPS, triton_installed
+from caramba_kernels.ops import LIGER_OPS, OPS, liger_installed, triton_installed
 
 
 @hookimpl
@@ -16,11 +17,18 @@ def caramba_register_kernel_backends(registry: Any) -> None:
     registry.add("triton", factory="caramba_kernels.backend:TritonBackend",
                  summary="Triton kernels on CUDA: split-K decode attention over fp16/bf16/q8_0/q4_0 caches "
                          "(GQA, DBA) and Mamba's fused selective scan")
+    registry.add("liger", factory="caramba_kernels.liger:LigerBackend",
+                 summary="liger-kernel's Triton training kernels on CUDA (when installed): RMSNorm, SwiGLU, "
+                         "fused linear + cross-entropy")
 
 
 @hookimpl
 def caramba_select_kernel(op: str, device: str, dtype: str) -> str | None:
     # Chosen on CUDA only; the interpreter (CPU) runs when a manifest pins `triton`.
-    if device == "cuda" and dtype in OPS.get(op, ()) and triton_installed():
+    if device != "cuda":
+        return None
+    if dtype in OPS.get(op, ()) and triton_installed():
         return "triton"
+    if dtype in LIGER_OPS.get(op, ()) and liger_installed():
+        return "liger"
     return None
