@@ -44,15 +44,24 @@ def _scan_fwd(X, DT, A, Bm, Cm, Dp, H0, Y, HL, CKPT, T, DI,
         h = tl.zeros([BLOCK_D, BN], tl.float32)
     row = b.to(tl.int64) * T
     nchunks = tl.cdiv(T, CHUNK)
+    nm = n < N
+    # Step t+1's inputs are loaded while step t computes: the walk is latency-bound otherwise.
+    x_next = tl.load(X + row * DI + d, mask=dm, other=0.0)
+    dt_next = tl.load(DT + row * DI + d, mask=dm, other=0.0)
+    b_next = tl.load(Bm + row * N + n, mask=nm, other=0.0)
+    c_next = tl.load(Cm + row * N + n, mask=nm, other=0.0)
     for t in range(T):
         if SAVE:  # noqa: SIM102 - a compile-time branch around a run-time one
             if t % CHUNK == 0:
                 tl.store(CKPT + (b.to(tl.int64) * nchunks + t // CHUNK) * DI * N + d[:, None] * N + n[None, :],
                          h, mask=mask)
-        x = tl.load(X + (row + t) * DI + d, mask=dm, other=0.0).to(tl.float32)
-        dt = tl.load(DT + (row + t) * DI + d, mask=dm, other=0.0).to(tl.float32)
-        bt = tl.load(Bm + (row + t) * N + n, mask=n < N, other=0.0).to(tl.float32)
-        ct = tl.load(Cm + (row + t) * N + n, mask=n < N, other=0.0).to(tl.float32)
+        x, dt = x_next.to(tl.float32), dt_next.to(tl.float32)
+        bt, ct = b_next.to(tl.float32), c_next.to(tl.float32)
+        nxt = row + tl.minimum(t + 1, T - 1)  # the last step reloads itself, unused
+        x_next = tl.load(X + nxt * DI + d, mask=dm, other=0.0)
+        dt_next = tl.load(DT + nxt * DI + d, mask=dm, other=0.0)
+        b_next = tl.load(Bm + nxt * N + n, mask=nm, other=0.0)
+        c_next = tl.load(Cm + nxt * N + n, mask=nm, other=0.0)
         h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
         y = tl.sum(h * ct[None, :], 1) + dd * x
         tl.store(Y + (row + t) * DI + d, y.to(Y.dtype.element_ty), mask=dm)
@@ -129,14 +138,19 @@ def _scan_bwd(X, DT, A, Bm, Cm, Dp, CKPT, DY, DHL, SCR,
 
 
 def _block_d(batch: int, di: int, device: torch.device) -> int:
-    """Channels per program: small enough that every multiprocessor has work."""
+    """Channels per program: few enough that every multiprocessor gets a few programs to overlap."""
     if device.type != "cuda":
         return 16
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    for block in (64, 32, 16):
-        if batch * math.ceil(di / block) >= 2 * sms:
+    for block in (64, 32, 16, 8):
+        if batch * math.ceil(di / block) >= 3 * sms:
             return block
-    return 16
+    return 4
+
+
+def _warps(block: int, states: int) -> int:
+    """One warp per 128 state values (a program's whole state lives in registers)."""
+    return max(1, min(4, block * states // 128))
 
 
 class _SelectiveScan(torch.autograd.Function):
@@ -156,7 +170,7 @@ class _SelectiveScan(torch.autograd.Function):
         h0c = h0.float().contiguous() if h0 is not None else h_last
         _scan_fwd[(bsz, nblk)](x, dt, A32, B, C, D32, h0c, y, h_last, ckpt, T, di,
                                N=N, BN=triton.next_power_of_2(N), BLOCK_D=block, CHUNK=chunk,
-                               HAS_H0=h0 is not None, SAVE=save, num_warps=4)
+                               HAS_H0=h0 is not None, SAVE=save, num_warps=_warps(block, triton.next_power_of_2(N)))
         if save:
             ctx.save_for_backward(x, dt, A32, B, C, D32, ckpt)
             ctx.meta = (block, nblk, chunk, h0 is not None, A.dtype, D.dtype, None if h0 is None else h0.dtype)
@@ -179,7 +193,7 @@ class _SelectiveScan(torch.autograd.Function):
         _scan_bwd[(bsz, nblk)](x, dt, A, B, C, D, ckpt, dy.contiguous(), dhl, scratch,
                                dx, ddt, dbp, dcp, dap, ddp, dh0, T, di, nblk,
                                N=N, BN=bn, BLOCK_D=block, CHUNK=chunk, HAS_DHL=dh_last is not None,
-                               num_warps=4)
+                               num_warps=_warps(block, bn))
         return (dx.to(x.dtype), ddt.to(dt.dtype), dap.sum(0).to(a_dtype), dbp.sum(1).to(B.dtype),
                 dcp.sum(1).to(C.dtype), ddp.sum(0).to(d_dtype), dh0.to(h0_dtype) if has_h0 else None, None)
 
