@@ -111,9 +111,10 @@ class AttentionLayer(NodeModule):
             q, new, scale = self._project_standard(x, q_pos)
         null = self.decoupled and self.config.null_attn
         kernel = self._decode_kernel
+        # The kernel takes half-precision queries; an fp32 step (AMP weights outside autocast) stays on SDPA.
         if (kernel is not None and cache is not None and T == 1 and not self.training
-                and hasattr(cache, "storage") and not null and ctx.positions is None and ctx.mask is None
-                and self.local_window is None):
+                and q.dtype in (torch.float16, torch.bfloat16) and hasattr(cache, "storage") and not null
+                and ctx.positions is None and ctx.mask is None and self.local_window is None):
             return self._decode_step(kernel, q, new, cache, scale)
         full = cache.append(**new) if cache is not None else new
         k, v = self._keys_values(full)  # k: (B, G, S, Dk), v: (B, G, S, Dv)
