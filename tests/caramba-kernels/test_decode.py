@@ -85,9 +85,10 @@ def test_dba_decode_adds_gated_semantic_and_geometric_scores(dtype):
 
 
 @pytest.mark.parametrize("bits", [8, 4])
-@pytest.mark.parametrize("fields", [{"k": 32, "v": 32}, {"k_sem": 16, "k_geo": 16, "v": 32}])
+@pytest.mark.parametrize("fields", [{"k": 64, "v": 64}, {"k": 32, "v": 32}, {"k_sem": 16, "k_geo": 16, "v": 32}])
 def test_quantised_decode_reads_the_blocks_in_place(bits, fields):
-    # Widths of 3 heads x 16 make blocks straddle tokens; the kernel must follow the token-major stream.
+    # Heads of 64 are two whole blocks (one scale per block); heads of 32 one block; 3 heads x 16 make
+    # blocks straddle tokens. The kernel must follow the token-major stream in each case.
     B, H, _, _, S = SHAPE
     G = 3 if "k_sem" in fields else 2
     H = G * 2

@@ -40,7 +40,8 @@ _DTYPE, _Q8, _Q4 = 0, 8, 4
 
 @triton.jit
 def _load_tile(base, scales, t, g, n_field, stride_t, stride_g, tmask,
-               D: tl.constexpr, BLOCK_D: tl.constexpr, KIND: tl.constexpr, QB: tl.constexpr):
+               D: tl.constexpr, BLOCK_D: tl.constexpr, KIND: tl.constexpr, QB: tl.constexpr,
+               BLOCK_N: tl.constexpr):
     """Values of tokens ``t`` of head ``g``: a ``(BLOCK_N, BLOCK_D)`` fp32 tile, zero where masked."""
     d = tl.arange(0, BLOCK_D)
     mask = tmask[:, None] & (d[None, :] < D)
@@ -49,13 +50,21 @@ def _load_tile(base, scales, t, g, n_field, stride_t, stride_g, tmask,
         x = x.to(tl.float32)
     else:
         e = t[:, None] * n_field + g * D + d[None, :]  # index in the sequence's token-major value stream
-        s = tl.load(scales + e // QB, mask=mask, other=0.0).to(tl.float32)
         if KIND == 8:
             c = tl.load(base + e, mask=mask, other=0).to(tl.float32)
         else:
             byte = tl.load(base + e // 2, mask=mask, other=0).to(tl.int32)
             c = ((byte >> ((e % 2) * 4)) & 15).to(tl.float32) - 8.0
-        x = c * s
+        if D % QB == 0 and D // QB >= 2 and D == BLOCK_D:
+            # Each head of each token is whole blocks (G·D and D multiples of qblock): one scale per
+            # block, broadcast over its values, instead of one scale load per value.
+            j = tl.arange(0, D // QB)
+            first = (t * n_field + g * D) // QB
+            s = tl.load(scales + first[:, None] + j[None, :], mask=tmask[:, None], other=0.0).to(tl.float32)
+            x = tl.reshape(tl.reshape(c, (BLOCK_N, D // QB, QB)) * s[:, :, None], (BLOCK_N, D))
+        else:
+            s = tl.load(scales + e // QB, mask=mask, other=0.0).to(tl.float32)
+            x = c * s
     return x
 
 
@@ -97,18 +106,20 @@ def _decode_split(Q, K1, K1S, K2, K2S, V, VS, Lens, MidO, MidML,
     for t0 in range(start, end, BLOCK_N):
         t = t0 + tl.arange(0, BLOCK_N)
         tmask = t < end
-        k1 = _load_tile(K1 + b64 * k1_sb, K1S + b64 * k1_ssb, t, g, G * D1, k1_st, k1_sg, tmask, D1, BD1, KIND, QB)
+        k1 = _load_tile(K1 + b64 * k1_sb, K1S + b64 * k1_ssb, t, g, G * D1, k1_st, k1_sg, tmask, D1, BD1, KIND, QB,
+                        BLOCK_N)
         scores = tl.dot(q1, tl.trans(k1.to(q1.dtype)))  # (QH_PAD, BLOCK_N), fp32 accumulation
         if D2 > 0:
             k2 = _load_tile(K2 + b64 * k2_sb, K2S + b64 * k2_ssb, t, g, G * D2, k2_st, k2_sg, tmask,
-                            D2, BD2, KIND, QB)
+                            D2, BD2, KIND, QB, BLOCK_N)
             scores += tl.dot(q2, tl.trans(k2.to(q2.dtype)))
         scores = tl.where(tmask[None, :], scores * qk_scale, float("-inf"))  # log2 units
         m_new = tl.maximum(m, tl.max(scores, 1))
         alpha = tl.exp2(m - m_new)
         p = tl.exp2(scores - m_new[:, None])
         den = den * alpha + tl.sum(p, 1)
-        v = _load_tile(V + b64 * v_sb, VS + b64 * v_ssb, t, g, G * DV, v_st, v_sg, tmask, DV, BDV, KIND, QB)
+        v = _load_tile(V + b64 * v_sb, VS + b64 * v_ssb, t, g, G * DV, v_st, v_sg, tmask, DV, BDV, KIND, QB,
+                       BLOCK_N)
         acc = acc * alpha[:, None] + tl.dot(p.to(q1.dtype), v.to(q1.dtype))
         m = m_new
 
