@@ -22,6 +22,7 @@ import math
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -167,6 +168,42 @@ def _row(backend, cache, S, us_graph, us_eager, nbytes, bandwidth, sdpa_us, err)
             "speedup_vs_sdpa_fp16": round(sdpa_us / us_graph, 2), "max_abs_err_vs_fp32": float(err)}
 
 
+#: (tokens per step, warps, half the tokens per program): launch settings beside the defaults (64, 4, no).
+SWEEP = [(64, 4, True), (64, 8, False), (128, 4, False), (128, 8, False), (128, 8, True)]
+
+
+def launch_sweep(bandwidth: float, S: int = 32768) -> list[dict]:
+    """Decode at ``S`` tokens under other launch settings than the defaults, to tune them next time."""
+    from caramba_infer.caches import QuantizedKVCache
+    from caramba_kernels.decode import _splits, decode_attention
+
+    torch.manual_seed(0)
+    q = torch.randn(1, H, D, device=DEVICE, dtype=torch.float16)
+    dense = {n: torch.randn(1, S, G, D, device=DEVICE, dtype=torch.float16) for n in ("k", "v")}
+    lengths = torch.full((1,), S, dtype=torch.int32, device=DEVICE)
+    fields = {"fp16": (dense["k"], dense["v"], 2 * S * G * D * 2)}
+    for bits in (8, 4):
+        cache = QuantizedKVCache({"k": (G, D), "v": (G, D)}, 1, S, bits=bits, device=DEVICE)
+        cache.append(k=dense["k"], v=dense["v"])
+        fields[f"q{bits}_0"] = (cache.storage("k"), cache.storage("v"), cache.nbytes())
+    rows = []
+    for kind, (k, v, nbytes) in fields.items():
+        for block_n, warps, halve in SWEEP:
+            split = _splits(G, S, block_n, q.device)
+            split = max(block_n, split // 2) if halve else split
+
+            def fused(k=k, v=v, block_n=block_n, warps=warps, split=split):
+                return decode_attention(q, k, v, lengths, block_n=block_n, split=split, num_warps=warps)
+
+            us = median_us(fused, graph=True)
+            rows.append({"cache": kind, "context": S, "block_n": block_n, "num_warps": warps,
+                         "split": split, "us_graph": round(us, 2),
+                         "pct_copy_bandwidth": round(100 * nbytes / (us * 1e-6) / 1e12 / bandwidth, 1)})
+        best = min((r for r in rows if r["cache"] == kind), key=lambda r: r["us_graph"])
+        print(f"sweep {kind}: best {best}", flush=True)
+    return rows
+
+
 def summary(rows: list[dict], bandwidth: float) -> dict:
     at = {(r["backend"], r["cache"]): r for r in rows if r["context"] == 32768}
     out = {}
@@ -196,16 +233,21 @@ def main() -> None:
         "python": platform.python_version(), "copy_bandwidth_tb_s": round(bandwidth, 3),
         "decode_shape": {"batch": 1, "query_heads": H, "kv_heads": G, "head_dim": D},
     }
-    rows = decode_rows(bandwidth)
-    result["decode"] = rows
-    result["decode_at_32k"] = summary(rows, bandwidth)
-    for section, fn in SECTIONS:
-        result[section] = fn()
-    result["seconds"] = round(time.time() - start, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["decode_at_32k"], indent=2))
-    print(f"wrote {args.out} in {result['seconds']} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sections = [("decode", lambda: decode_rows(bandwidth)),
+                ("decode_at_32k", lambda: summary(result["decode"], bandwidth)),
+                ("decode_launch_sweep", lambda: launch_sweep(bandwidth)), *SECTIONS]
+    for name, fn in sections:
+        try:
+            result[name] = fn()
+        except Exception as exc:  # one failing section must not lose the others' measurements
+            traceback.print_exc()
+            result[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        result["seconds"] = round(time.time() - start, 1)
+        out.write_text(json.dumps(result, indent=2) + "\n")  # after every section: nothing measured is lost
+    print(json.dumps(result.get("decode_at_32k"), indent=2))
+    print(f"wrote {out} in {result['seconds']} s")
 
 
 def peak_mib(fn) -> float:

@@ -206,14 +206,16 @@ def _splits(batch_heads: int, capacity: int, block_n: int, device: torch.device)
 
 
 def decode_attention(q: torch.Tensor, k_cache: Any, v_cache: Any, lengths: torch.Tensor | int, *,
-                     scale: float | None = None, block_n: int = 64, split: int | None = None) -> torch.Tensor:
+                     scale: float | None = None, block_n: int = 64, split: int | None = None,
+                     num_warps: int | None = None) -> torch.Tensor:
     """Attention of one new token per sequence over the first ``lengths[b]`` cached tokens.
 
     ``q``: ``(B, H, Dk)`` fp16/bf16; ``k_cache``: a field's storage or a tuple of up to two
     (their widths add up to ``Dk``); ``v_cache``: a field's storage of width ``Dv`` (all of one
     storage kind); ``lengths``: ``(B,)`` or an int, each at least 1. ``H`` is a multiple of the
     cache's ``G`` heads (grouped-query). Scores are ``scale · q·k`` (``1/√Dk`` by default).
-    Returns ``(B, H, Dv)`` in ``q``'s dtype.
+    Returns ``(B, H, Dv)`` in ``q``'s dtype. ``block_n`` (tokens per step), ``split`` (tokens
+    per program) and ``num_warps`` override the launch heuristics.
     """
     several = type(k_cache) in (tuple, list)  # a quantised field is a NamedTuple: one part
     parts = [_Field(p) for p in (k_cache if several else (k_cache,))]
@@ -244,7 +246,7 @@ def decode_attention(q: torch.Tensor, k_cache: Any, v_cache: Any, lengths: torch
     out = torch.empty(B, H, value.width, dtype=q.dtype, device=q.device)
     sm = scale if scale is not None else 1.0 / math.sqrt(Dk)
     wide = k1.width + d2 + value.width
-    warps = 8 if wide >= 256 else 4
+    warps = num_warps or (8 if wide >= 256 else 4)
     _decode_split[(B * G, ns)](
         q, k1.data, k1.scales, k2.data, k2.scales, value.data, value.scales, lens, mid_o, mid_ml,
         q.stride(0), q.stride(1), *k1.strides, *k2.strides, *value.strides,
