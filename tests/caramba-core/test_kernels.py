@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import caramba
-from caramba.errors import UsageError
+from caramba.errors import PluginError, UsageError
 from caramba.graph.kernels import KernelBackend, select_kernels
 
 
@@ -134,3 +134,28 @@ def test_the_manifest_pins_kernels_and_an_override_changes_a_pin():
     assert rt.load_manifest_text(text).spec.defaults.kernels == {"decode_attention": "triton"}
     changed = rt.load_manifest_text(text, overrides=["defaults.kernels.decode_attention=torch"])
     assert changed.spec.defaults.kernels == {"decode_attention": "torch"}
+
+
+class BrokenBackend(CpuBackend):
+    def get(self, op):
+        raise ImportError("libcuda.so.1: cannot open shared object file")
+
+
+def test_a_backend_whose_kernel_fails_to_load_degrades_to_the_reference_with_a_warning(backend_module, caplog):
+    backend_module.CpuBackend = BrokenBackend
+    rt = caramba.Runtime(autoload=False, plugins=[Provides("cpu")])
+    m = model()
+    with caplog.at_level(logging.INFO, logger="caramba.kernels"):
+        assert select_kernels(m, rt)["ops"] == {"double": "torch"}
+    assert m[0].kernel is None
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert "double (kernel backend 'fast' cannot load its double kernel: ImportError: libcuda" in record.getMessage()
+
+
+def test_a_pinned_backend_whose_kernel_fails_to_load_is_a_plugin_failure(backend_module):
+    backend_module.CpuBackend = BrokenBackend
+    rt = caramba.Runtime(autoload=False, plugins=[Provides("cpu")])
+    with pytest.raises(PluginError) as info:
+        select_kernels(model(), rt, pins={"double": "fast"})
+    assert info.value.exit_code == 3 and info.value.path == "defaults.kernels.double"

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from caramba.errors import UsageError, did_you_mean
+from caramba.errors import CarambaError, PluginError, UsageError, did_you_mean
 
 __all__ = ["REFERENCE", "KernelBackend", "kernel_sites", "select_kernels"]
 
@@ -76,21 +76,22 @@ def select_kernels(model: Any, runtime: Any, *, device: Any = None, dtype: Any =
     pins = dict(pins or {})
     chosen: dict[str, str] = {}
     fallbacks: list[str] = []
+    broken: list[str] = []
     for op, modules in sorted(kernel_sites(model).items()):
         pinned = pins.get(op, pins.get("*"))
         name = pinned or runtime.hooks.select_kernel(op, device_type, dtype_str) or REFERENCE
         fn = None
         if name != REFERENCE:
-            backend = _backend(runtime, name, op, pinned is not None)
-            if not backend.supports(op, device_type, dtype_str):
+            try:
+                fn = _kernel(runtime, name, op, device_type, dtype_str, pinned=pinned is not None)
+                if fn is None:
+                    fallbacks.append(op)
+            except PluginError as exc:
                 if pinned is not None:
-                    raise UsageError(f"kernel backend '{name}' cannot run {op} on {device_type}/{dtype_str}",
-                                     path=f"defaults.kernels.{op}",
-                                     hint=f"pin '{REFERENCE}' (the reference) or remove the pin")
-                fallbacks.append(op)
+                    raise
+                broken.append(f"{op} ({exc.message})")  # a broken install degrades, it does not stop a run
+            if fn is None:
                 name = REFERENCE
-            else:
-                fn = backend.get(op)
         elif pinned is None and len(runtime.registry("kernel_backend")):
             fallbacks.append(op)
         for module in modules:
@@ -99,15 +100,32 @@ def select_kernels(model: Any, runtime: Any, *, device: Any = None, dtype: Any =
     if fallbacks:
         log.info("kernels: %s run the %s reference on %s/%s (no backend serves this device and dtype)",
                  ", ".join(fallbacks), REFERENCE, device_type, dtype_str)
+    if broken:
+        log.warning("kernels: the %s reference runs for %s", REFERENCE, "; ".join(broken))
     return {"device": device_type, "dtype": dtype_str, "ops": chosen}
 
 
-def _backend(runtime: Any, name: str, op: str, pinned: bool) -> KernelBackend:
+def _kernel(runtime: Any, name: str, op: str, device: str, dtype: str, *, pinned: bool) -> Callable[..., Any] | None:
+    """The backend's function for ``op``, or ``None`` when it cannot run it here (an error if pinned)."""
     registry = runtime.registry("kernel_backend")
     entry = registry.find(name)
     if entry is None:
         where = f"defaults.kernels.{op}" if pinned else f"caramba_select_kernel({op})"
         raise UsageError(f"unknown kernel backend '{name}'", path=where,
                          hint=did_you_mean(name, [REFERENCE, *registry.names()]))
-    backend: KernelBackend = entry.load()(entry.config() if entry.config is not None else None)
-    return backend
+    factory = entry.load()  # a RegistryError (a PluginError) when the backend's module cannot import
+    try:
+        backend: KernelBackend = factory(entry.config() if entry.config is not None else None)
+        if not backend.supports(op, device, dtype):
+            if pinned:
+                raise UsageError(f"kernel backend '{name}' cannot run {op} on {device}/{dtype}",
+                                 path=f"defaults.kernels.{op}",
+                                 hint=f"pin '{REFERENCE}' (the reference) or remove the pin")
+            return None
+        return backend.get(op)
+    except CarambaError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"kernel backend '{name}' cannot load its {op} kernel: {type(exc).__name__}: {exc}",
+                          path=f"defaults.kernels.{op}" if pinned else "",
+                          hint=f"reinstall the plugin that provides '{name}', or pin '{REFERENCE}'") from exc
