@@ -46,9 +46,10 @@ def test_a_training_row_compares_gradients_time_and_memory(bench):
     pytest.importorskip("liger_kernel")
     from caramba_kernels import liger
 
-    hidden = torch.randn(12, 16, requires_grad=True)
-    head = torch.randn(40, 16, requires_grad=True)
-    target = torch.randint(0, 40, (12,))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    hidden = torch.randn(12, 16, device=device, requires_grad=True)
+    head = torch.randn(40, 16, device=device, requires_grad=True)
+    target = torch.randint(0, 40, (12,), device=device)
     row = bench._training_row("lce", (hidden, head),
                               lambda: torch.nn.functional.cross_entropy(hidden @ head.T, target),
                               lambda: liger.linear_cross_entropy(hidden, head, target))

@@ -38,7 +38,7 @@ targets:
   objective: objective.next_token_ce
   trainer: trainer.standard
   runs:
-  - {id: r, seed: 0, steps: 2, train: {batch_size: 2, lr: 0.001, progress: false}}
+  - {id: r, seed: 0, steps: 2, train: {batch_size: 2, lr: 0.001, progress: false, device: cpu}}
 """
 
 
