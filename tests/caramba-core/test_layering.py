@@ -29,7 +29,7 @@ LEVELS: dict[str, int] = {
     **dict.fromkeys(["caramba.errors", "caramba.graph._shapes", "caramba.manifest._config", "caramba.graph._context",
                      "caramba.graph._caches", "caramba.pipeline._components", "caramba.pipeline._files",
                      "caramba.plugins._discovery", "caramba.plugins.hooks", "caramba.manifest._limits",
-                     "caramba.pipeline._runfolder"], 0),
+                     "caramba.pipeline._runfolder", "caramba.graph._kernels"], 0),
     **dict.fromkeys(["caramba.manifest._source", "caramba.manifest._variables", "caramba.manifest._overrides",
                      "caramba.manifest._lower", "caramba.manifest._decode", "caramba.manifest._schema",
                      "caramba.manifest._load", "caramba.graph._node", "caramba.graph._modules",

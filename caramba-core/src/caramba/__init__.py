@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         require,
     )
     from caramba.graph._context import AuxLoss, Context
+    from caramba.graph._kernels import KernelBackend, select_kernels
     from caramba.graph._node import EmbedderConfig, NodeConfig, TopologyConfig
     from caramba.graph._shapes import UNKNOWN, Dim, Shape, ShapeError, expect_last
     from caramba.manifest._config import Config, PolymorphicConfig, Scope
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, str] = {
                      "RegistryError", "RunError", "UsageError", "did_you_mean", "DataError", "DependencyError",
                      "missing_dependency", "require"), "caramba.errors"),
     **dict.fromkeys(("AuxLoss", "Context"), "caramba.graph._context"),
+    **dict.fromkeys(("KernelBackend", "select_kernels"), "caramba.graph._kernels"),
     **dict.fromkeys(("EmbedderConfig", "NodeConfig", "TopologyConfig"), "caramba.graph._node"),
     **dict.fromkeys(("UNKNOWN", "Dim", "Shape", "ShapeError", "expect_last"), "caramba.graph._shapes"),
     **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest._config"),
@@ -94,6 +96,7 @@ __all__ = [
     "EmbedderConfig",
     "Entry",
     "JsonlSink",
+    "KernelBackend",
     "Location",
     "Manifest",
     "ManifestError",
@@ -134,6 +137,7 @@ __all__ = [
     "missing_dependency",
     "require",
     "run_target",
+    "select_kernels",
 ]
 
 

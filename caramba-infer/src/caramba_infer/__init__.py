@@ -14,6 +14,7 @@ _WHERE = {
     "CACHE_KINDS": "caches",
     "CacheKind": "caches",
     "QuantizedKVCache": "caches",
+    "QuantizedStorage": "caches",
     "SnapshotState": "caches",
     "analytic_kv_bytes_per_token": "caches",
     "cache_kind": "caches",

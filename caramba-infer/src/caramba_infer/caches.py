@@ -18,7 +18,7 @@ path, never by call order.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ __all__ = [
     "DTypeKVCache",
     "QuantizedCacheKind",
     "QuantizedKVCache",
+    "QuantizedStorage",
     "SnapshotState",
     "analytic_kv_bytes_per_token",
     "cache_kind",
@@ -57,41 +58,70 @@ def _as_dtype(views: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, t
     return {k: v if v.dtype == dtype else v.to(dtype) for k, v in views.items()}
 
 
+class QuantizedStorage(NamedTuple):
+    """One field of a quantised cache as kernels read it (see :class:`QuantizedKVCache`)."""
+
+    codes: torch.Tensor  # (B, blocks · qblock · bits/8) int8 (q8) or uint8 (q4, low nibble first)
+    scales: torch.Tensor  # (B, blocks) fp16
+    bits: int
+    qblock: int
+    heads: int
+    width: int
+    capacity: int  # tokens
+
+
 class QuantizedKVCache(KVCacheBase):
     """Block-quantised static cache: ``bits`` ∈ {8, 4} symmetric integers with an fp16 scale per block.
 
-    Each token's field is flattened to ``d`` values, padded to a multiple of ``qblock`` and
-    split into blocks; ``scale = max|x| / qmax`` (q8_0: 127, q4_0: 7). 4-bit values are
-    stored offset by 8 and packed two per byte.
+    Each field of a sequence is one token-major stream of values (``n = heads · width`` per
+    token), cut into blocks of ``qblock`` consecutive values with no padding: a block may
+    straddle two tokens when ``n`` is not a multiple of ``qblock`` (DBA's narrow fields), so
+    stored bytes equal the analytic ``n · (bits/8 + 2/qblock)`` per token whenever
+    ``max_len · n`` is a multiple of ``qblock``. ``scale = max|x| / qmax`` (q8_0: 127, q4_0: 7);
+    4-bit values are stored offset by 8, two per byte, low nibble first.
+
+    Error: a value is within half a step (``scale/2``) of its input, except the values of a
+    block that a later token completes: that block is requantised with its final scale, so
+    they are within one step.
     """
 
     def __init__(self, fields: dict[str, tuple[int, ...]], batch: int, max_len: int, *,
                  bits: int, qblock: int = 32, device: Any = None) -> None:
         if bits not in (4, 8):
             raise ValueError(f"bits must be 4 or 8, got {bits}")
+        if qblock % 2:
+            raise ValueError(f"qblock must be even, got {qblock}")
         super().__init__(fields, max_len)
         self.bits, self.qblock = bits, qblock
         self.shapes = dict(fields)
+        self.widths = {name: math.prod(shape) for name, shape in fields.items()}
         self.codes: dict[str, torch.Tensor] = {}
         self.scales: dict[str, torch.Tensor] = {}
-        for name, shape in fields.items():
-            nb = math.ceil(math.prod(shape) / qblock)
-            width = qblock if bits == 8 else qblock // 2
+        for name, n in self.widths.items():
+            blocks = math.ceil(max_len * n / qblock)
             dtype = torch.int8 if bits == 8 else torch.uint8
-            self.codes[name] = torch.zeros(batch, max_len, nb, width, dtype=dtype, device=device)
-            self.scales[name] = torch.zeros(batch, max_len, nb, dtype=torch.float16, device=device)
+            self.codes[name] = torch.zeros(batch, blocks * qblock * bits // 8, dtype=dtype, device=device)
+            self.scales[name] = torch.zeros(batch, blocks, dtype=torch.float16, device=device)
 
     @property
     def qmax(self) -> int:
         return 127 if self.bits == 8 else 7
 
-    def _quantise(self, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, t = x.shape[:2]
-        flat = x.reshape(b, t, -1).float()
-        nb = self.codes[name].shape[2]
-        flat = nn.functional.pad(flat, (0, nb * self.qblock - flat.shape[-1]))
-        blocks = flat.view(b, t, nb, self.qblock)  # (B, T, nb, qblock)
-        scale = (blocks.abs().amax(-1) / self.qmax).to(torch.float16)  # (B, T, nb)
+    def storage(self, name: str) -> QuantizedStorage:
+        """The field's codes and scales, as :func:`caramba_kernels.decode_attention` reads them."""
+        shape = self.shapes[name]
+        heads = shape[0] if len(shape) > 1 else 1
+        return QuantizedStorage(self.codes[name], self.scales[name], self.bits, self.qblock, heads,
+                                self.widths[name] // heads, self.max_len)
+
+    def _blocks(self, name: str) -> torch.Tensor:
+        """The codes as ``(B, blocks, bytes per block)``."""
+        codes = self.codes[name]
+        return codes.view(codes.shape[0], -1, self.qblock * self.bits // 8)
+
+    def _quantise(self, blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, nb, qblock)`` floats -> codes ``(B, nb, qblock·bits/8)`` and fp16 scales ``(B, nb)``."""
+        scale = (blocks.abs().amax(-1) / self.qmax).to(torch.float16)
         inv = torch.where(scale > 0, 1.0 / scale.float(), torch.zeros_like(scale, dtype=torch.float32))
         q = torch.round(blocks * inv[..., None]).clamp_(-self.qmax - (self.bits == 4), self.qmax)
         if self.bits == 8:
@@ -99,33 +129,69 @@ class QuantizedKVCache(KVCacheBase):
         u = (q + 8).to(torch.uint8)  # 0..15
         return u[..., 0::2] | (u[..., 1::2] << 4), scale
 
-    def _dequantise(self, name: str, end: int, dtype: torch.dtype) -> torch.Tensor:
-        codes, scale = self.codes[name][:, :end], self.scales[name][:, :end]
+    def _values(self, name: str, b0: int, b1: int) -> torch.Tensor:
+        """Blocks ``b0:b1`` dequantised: ``(B, (b1-b0)·qblock)`` float32."""
+        codes, scale = self._blocks(name)[:, b0:b1], self.scales[name][:, b0:b1]
         if self.bits == 8:
             q = codes.float()
         else:
             q = torch.stack(((codes & 0xF).float() - 8, (codes >> 4).float() - 8), dim=-1).flatten(-2)
-        x = q * scale.float()[..., None]  # (B, end, nb, qblock)
-        shape = self.shapes[name]
-        return x.flatten(-2)[..., : math.prod(shape)].reshape(*x.shape[:2], *shape).to(dtype)
+        return (q * scale.float()[..., None]).flatten(1)
+
+    def _write(self, name: str, start: int, end: int, value: torch.Tensor) -> None:
+        n, qb = self.widths[name], self.qblock
+        b0, b1 = start * n // qb, math.ceil(end * n / qb)
+        flat = value.reshape(value.shape[0], -1).float()
+        held = start * n - b0 * qb  # values of earlier tokens in the first block: requantised with it
+        if held:
+            flat = torch.cat((self._values(name, b0, b0 + 1)[:, :held], flat), dim=1)
+        flat = nn.functional.pad(flat, (0, (b1 - b0) * qb - flat.shape[1]))
+        codes, scale = self._quantise(flat.view(flat.shape[0], b1 - b0, qb))
+        self._blocks(name)[:, b0:b1] = codes
+        self.scales[name][:, b0:b1] = scale
+
+    def _dequantise(self, name: str, end: int, dtype: torch.dtype) -> torch.Tensor:
+        n = self.widths[name]
+        x = self._values(name, 0, math.ceil(end * n / self.qblock))[:, : end * n]
+        return x.reshape(x.shape[0], end, *self.shapes[name]).to(dtype)
+
+    def store(self, **new: torch.Tensor) -> None:
+        """Quantise and store ``new`` after the cached tokens without reading anything back."""
+        start, end = self._reserve(new)
+        for name, value in new.items():
+            self._write(name, start, end, value)
+        self.length = end
 
     def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
-        start, end = self._reserve(new)
+        self.store(**new)
         dtype = next(iter(new.values())).dtype
-        for name, value in new.items():
-            codes, scale = self._quantise(name, value)
-            self.codes[name][:, start:end] = codes
-            self.scales[name][:, start:end] = scale
-        self.length = end
-        return {name: self._dequantise(name, end, dtype) for name in self.codes}
+        return {name: self._dequantise(name, self.length, dtype) for name in self.codes}
+
+    @property
+    def static_writes(self) -> bool:
+        """Whether :meth:`write` is static-shaped: every field a whole number of blocks per token."""
+        return all(n % self.qblock == 0 for n in self.widths.values())
 
     def write(self, slots: torch.Tensor, span: int, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Write at cache rows ``slots``; the first ``span`` rows dequantised.
+
+        A field whose tokens fill whole blocks is written in place at ``slots`` (static shapes);
+        a field with blocks straddling tokens is stored after the cached tokens, which must be
+        where ``slots`` start (eager decoding only: see :attr:`static_writes`).
+        """
         self._check_fields(new)
         dtype = next(iter(new.values())).dtype
         for name, value in new.items():
-            codes, scale = self._quantise(name, value)
-            self.codes[name].index_copy_(1, slots, codes)
-            self.scales[name].index_copy_(1, slots, scale)
+            n, qb = self.widths[name], self.qblock
+            b, t = value.shape[:2]
+            if n % qb == 0:
+                per = n // qb  # blocks per token
+                codes, scale = self._quantise(value.reshape(b, t * per, qb).float())
+                self._blocks(name).view(b, self.max_len, per, -1).index_copy_(1, slots, codes.view(b, t, per, -1))
+                self.scales[name].view(b, self.max_len, per).index_copy_(1, slots, scale.view(b, t, per))
+            else:
+                start = int(slots[0])
+                self._write(name, start, start + t, value)
         return {name: self._dequantise(name, span, dtype) for name in self.codes}
 
     def static_tensors(self) -> list[torch.Tensor]:

@@ -343,6 +343,10 @@ class Generator:
                 torch.compile(prefill, mode=self.compile_mode))
 
     def _resolve_compile(self, mode: str) -> str:
+        if not all(getattr(cache, "static_writes", True) for cache in self.caches.values()):
+            log.info("decode runs eagerly: a %s cache of this model's widths cannot be written at static "
+                     "slots", type(next(iter(self.caches.values()))).__name__)
+            return "off"
         if not self.static:
             if mode not in ("auto", "off"):
                 log.info("decode runs eagerly: a cached layer of this model does not declare static_decode")

@@ -128,6 +128,7 @@ class TrainingRun:
                            path=f"runs.{self.run.id}.train.block_size",
                            hint="set one of them; the dataset's block_size decides the batch shape")
         self.model = session.build_system().to(device=self.device, dtype=self.precision.param_dtype)
+        session.select_kernels(self.model, dtype=self.precision.amp_dtype or self.precision.param_dtype)
         if train.init_checkpoint:  # a resumed run's own checkpoint replaces these weights in _resume
             load_init_checkpoint(session, self.model, train.init_checkpoint)
         mp = self.precision.amp_dtype if self.dist.strategy == "fsdp" else None

@@ -5,7 +5,8 @@ A layer that caches per-token tensors while decoding (attention) declares them w
 DBA ``{"k_sem": (H, d_s), "k_geo": (H, d_g), "v": (H, d_v)}``. A decoder creates one cache
 per such module, keyed by the module's ``node_path`` in ``Context.caches``. In ``forward``
 the layer calls ``cache.append(k=..., v=...)`` with ``(B, T_new, *shape)`` tensors and gets
-back ``(B, length, *shape)`` views of everything stored, new tokens included.
+back ``(B, length, *shape)`` views of everything stored, new tokens included. A decode kernel
+instead calls ``cache.write(...)`` and reads ``cache.storage(name)`` in place.
 
 While decoding with static shapes (``Context.decode`` set), the layer calls
 ``cache.write(slots, span, k=..., v=...)`` instead: the new tokens are written at cache rows
@@ -74,12 +75,20 @@ class StaticKVCache(KVCacheBase):
         self.buffers = {name: torch.zeros(batch, max_len, *shape, dtype=dtype, device=device)
                         for name, shape in fields.items()}
 
-    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+    def store(self, **new: torch.Tensor) -> None:
+        """Store ``new`` after the cached tokens without reading anything back."""
         start, end = self._reserve(new)
         for name, value in new.items():
             self.buffers[name][:, start:end] = value.to(self.buffers[name].dtype)
         self.length = end
-        return {name: buf[:, :end] for name, buf in self.buffers.items()}
+
+    def append(self, **new: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.store(**new)
+        return {name: buf[:, : self.length] for name, buf in self.buffers.items()}
+
+    def storage(self, name: str) -> torch.Tensor:
+        """The whole ``(B, max_len, *shape)`` buffer of a field, for kernels that read it in place."""
+        return self.buffers[name]
 
     def write(self, slots: torch.Tensor, span: int, **new: torch.Tensor) -> dict[str, torch.Tensor]:
         """Store ``new`` (``(B, T, *shape)``) at rows ``slots`` in place; views of the first ``span`` rows."""

@@ -95,6 +95,8 @@ class Defaults(Config, kw_only=True):
     logging: LoggingDefaults = msgspec.field(default_factory=LoggingDefaults)
     runtime: RuntimeDefaults = msgspec.field(default_factory=RuntimeDefaults)
     compute: ComputeDefaults = msgspec.field(default_factory=ComputeDefaults)
+    #: Pinned kernel backends by op (``"*"``: every op), e.g. ``{decode_attention: torch}``.
+    kernels: dict[str, str] = {}
 
 
 class VerifierConfig(PolymorphicConfig, kw_only=True):

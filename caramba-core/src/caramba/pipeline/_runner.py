@@ -5,8 +5,8 @@ was loaded. The target's folder is ``<artifacts_dir>/<manifest name>/<target nam
 so an interrupted run resumes from its checkpoints) and holds::
 
     manifest.resolved.yml   overrides.json   plugins.lock.json   environment.json
-    caramba.lock            held while a run writes here (runfolder.py)
-    runs/<run id>/          fingerprint.json, metrics.jsonl, checkpoints (written by the trainer)
+    caramba.lock            held while a run writes here (_runfolder.py)
+    runs/<run id>/          fingerprint.json, metrics.jsonl, kernels.json, checkpoints (written by the trainer)
     report.json             runs, verify results, benchmark results
     ...                     files of the artifact writers (CSV, PNG, LaTeX)
 """

@@ -93,6 +93,16 @@ class RunSession(TargetSession):
         for sink in self.sinks:
             sink.rewind(step)
 
+    def select_kernels(self, model: Any, *, dtype: Any = None) -> dict[str, Any]:
+        """Bind kernel backends on ``model`` (placed on its device) and record them in ``kernels.json``."""
+        from caramba.graph._kernels import select_kernels
+        from caramba.pipeline._files import atomic_write_json
+
+        chosen = select_kernels(model, self.runtime, dtype=dtype, pins=self.manifest.spec.defaults.kernels)
+        if self.rank == 0:
+            atomic_write_json(self.run_dir / "kernels.json", chosen)
+        return chosen
+
     def close_sinks(self) -> None:
         for sink in self.sinks:
             sink.close()

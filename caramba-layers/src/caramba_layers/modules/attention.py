@@ -18,6 +18,7 @@ switch to an explicit boolean mask built from absolute positions.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -80,10 +81,19 @@ class AttentionLayer(NodeModule):
                 nn.init.zeros_(self.gate_proj.weight)
         if c.learned_temp:
             self.temp = nn.Parameter(torch.zeros(h))  # log-scale per head; exp(0) = 1 at init
+        self._decode_kernel: Callable[..., torch.Tensor] | None = None
 
     def cache_fields(self) -> dict[str, tuple[int, ...]]:
         """``{name: (heads, width)}`` of the tensors a KV cache stores per token."""
         return self.config.cache_fields()
+
+    # -- kernels (bound by caramba.select_kernels, never chosen in forward) --
+    def kernel_ops(self) -> tuple[str, ...]:
+        return ("decode_attention",)
+
+    def use_kernel(self, op: str, fn: Callable[..., torch.Tensor] | None) -> None:
+        """``decode_attention(q (B, H, Dk), keys, v, lengths, scale=) -> (B, H, Dv)`` over cache storage."""
+        self._decode_kernel = fn
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
@@ -107,13 +117,19 @@ class AttentionLayer(NodeModule):
         if step is not None:
             o = self._attend_static(q, new, cache.write(step.slots, step.span, **new), q_pos, step, ctx, scale)
             return self.out_proj(o.transpose(1, 2).reshape(B, T, -1))
+        null = self.decoupled and self.config.null_attn
+        kernel = self._decode_kernel
+        # The kernel takes half-precision queries; an fp32 step (AMP weights outside autocast) stays on SDPA.
+        if (kernel is not None and cache is not None and T == 1 and not self.training
+                and q.dtype in (torch.float16, torch.bfloat16) and hasattr(cache, "storage") and not null
+                and ctx.positions is None and ctx.mask is None and self.local_window is None):
+            return self._decode_step(kernel, q, new, cache, scale)
         full = cache.append(**new) if cache is not None else new
         k, v = self._keys_values(full)  # k: (B, G, S, Dk), v: (B, G, S, Dv)
         k, v = k.to(q.dtype), v.to(q.dtype)  # a cache may store another dtype
         S = k.shape[2]
         k_pos = torch.arange(S, device=x.device) if cache is not None else q_pos
 
-        null = self.decoupled and self.config.null_attn
         explicit = (ctx.positions is not None or ctx.mask is not None or null
                     or self.local_window is not None or self.q_chunk is not None)
         # With a cache, one new token sees every cached key and a prefill into an empty cache is
@@ -160,6 +176,14 @@ class AttentionLayer(NodeModule):
         o = F.scaled_dot_product_attention(q.reshape(B, G, r * T, -1), k, v, attn_mask=mask.repeat(1, 1, r, 1),
                                            scale=scale)  # (B, G, r·T, Dv)
         return o.reshape(B, H, T, -1)
+
+    def _decode_step(self, kernel: Callable[..., torch.Tensor], q: torch.Tensor, new: dict, cache: Any,
+                     scale: float) -> torch.Tensor:
+        """One token over the whole cache with the bound kernel, reading the cache where it lies."""
+        cache.store(**new)
+        keys = (cache.storage("k_sem"), cache.storage("k_geo")) if self.decoupled else cache.storage("k")
+        o = kernel(q[:, :, 0], keys, cache.storage("v"), cache.length, scale=scale)  # (B, H, Dv)
+        return self.out_proj(o.reshape(q.shape[0], 1, -1))
 
     def _project_standard(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, dict, float]:
         B, T, _ = x.shape

@@ -6,6 +6,7 @@ GLU variants, arXiv:2002.05202. ``w_gate``, ``w_up`` and ``w_down`` are Llama's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,16 @@ class GLULayer(NodeModule):
         self.w_gate = nn.Linear(d, f, bias=b)
         self.w_up = nn.Linear(d, f, bias=b)
         self.w_down = nn.Linear(f, d, bias=b)
+        self._kernel: Callable[..., torch.Tensor] | None = None
+
+    def kernel_ops(self) -> tuple[str, ...]:
+        return ("swiglu",) if self.activation == "silu" else ()
+
+    def use_kernel(self, op: str, fn: Callable[..., torch.Tensor] | None) -> None:
+        """``swiglu(gate, up) -> silu(gate) · up``, bound by ``select_kernels``."""
+        self._kernel = fn
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
+        if self._kernel is not None:
+            return self.w_down(self._kernel(self.w_gate(x), self.w_up(x)))
         return self.w_down(self.act(self.w_gate(x)) * self.w_up(x))

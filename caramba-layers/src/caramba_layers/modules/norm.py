@@ -6,6 +6,7 @@ Hugging Face do, so half-precision activations do not lose the statistics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -44,8 +45,18 @@ class RMSNormLayer(NodeModule):
         super().__init__(config)
         self.eps = config.eps
         self.weight = nn.Parameter(torch.ones(config.d_model)) if config.elementwise_affine else None
+        self._kernel: Callable[..., torch.Tensor] | None = None
+
+    def kernel_ops(self) -> tuple[str, ...]:
+        return ("rms_norm",)
+
+    def use_kernel(self, op: str, fn: Callable[..., torch.Tensor] | None) -> None:
+        """``rms_norm(x, weight | None, eps) -> y``, bound by ``select_kernels``."""
+        self._kernel = fn
 
     def forward(self, x: torch.Tensor, ctx: Context | None = None) -> torch.Tensor:
+        if self._kernel is not None:
+            return self._kernel(x, self.weight, self.eps)
         h = x.to(_work_dtype(x))
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         h = h.to(x.dtype)

@@ -12,6 +12,7 @@ gives the same output as one call.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -69,6 +70,15 @@ class SSMLayer(NodeModule):
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(di, 1))
         self.D = nn.Parameter(torch.ones(di))
         self.reset_dt()
+        self._scan_kernel: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    # -- kernels (bound by caramba.select_kernels, never chosen in forward) --
+    def kernel_ops(self) -> tuple[str, ...]:
+        return ("selective_scan",)
+
+    def use_kernel(self, op: str, fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+        """``selective_scan(x, dt, A, B, C, D, h0) -> (y (B, T, di), last state (B, di, N))``."""
+        self._scan_kernel = fn
 
     @torch.no_grad()
     def reset_dt(self) -> None:
@@ -115,16 +125,20 @@ class SSMLayer(NodeModule):
         if keep is not None:
             dt = dt * keep  # decay exp(0) = 1 and no drive: the state passes a pad token unchanged
         a = -torch.exp(self.A_log.to(xs.dtype))  # (di, N)
-        decay = torch.exp(dt[..., None] * a)  # (B, T, di, N)
-        drive = (dt * xs)[..., None] * b[:, :, None, :]  # (B, T, di, N)
         h0 = prev["ssm"].to(xs.dtype) if prev is not None else None
-        scan = sequential_scan if t == 1 else selective_scan
-        h = scan(decay, drive, h0)  # (B, T, di, N)
-        y = torch.einsum("btdn,btn->btd", h, c) + self.D * xs
+        if self._scan_kernel is not None:  # fused: never materialises (B, T, di, N)
+            y, last = self._scan_kernel(xs, dt, a, b, c, self.D, h0)
+        else:
+            decay = torch.exp(dt[..., None] * a)  # (B, T, di, N)
+            drive = (dt * xs)[..., None] * b[:, :, None, :]  # (B, T, di, N)
+            scan = sequential_scan if t == 1 else selective_scan
+            h = scan(decay, drive, h0)  # (B, T, di, N)
+            y = torch.einsum("btdn,btn->btd", h, c) + self.D * xs
+            last = h[:, -1]
         y = y * F.silu(z)
 
         if state is not None:
-            conv, ssm = padded[..., padded.shape[-1] - (cfg.d_conv - 1):].detach(), h[:, -1].detach()
+            conv, ssm = padded[..., padded.shape[-1] - (cfg.d_conv - 1):].detach(), last.detach().to(xs.dtype)
             if ctx.decode is not None and prev is not None:
                 prev["conv"].copy_(conv)  # in place: the decoder keeps these addresses fixed
                 prev["ssm"].copy_(ssm)

@@ -132,6 +132,7 @@ class BlockwiseRun:
         teacher = load_teacher(session, train, device, precision.param_dtype)
         teacher_ppl = check_teacher(session, teacher, data, objective, train, device, precision)
         student = session.build_system().to(device=device, dtype=precision.param_dtype)
+        session.select_kernels(student, dtype=precision.amp_dtype or precision.param_dtype)
 
         clean_partial_checkpoints(self.root)
         ckpt = resume_point(self.root, session.warn) if train.auto_resume else None
