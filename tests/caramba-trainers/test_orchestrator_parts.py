@@ -161,7 +161,7 @@ targets:
     ("        portfolio: [{name: a}]\n        safety: a\n        policies: [{type: bandti}]",
      "orchestrator.policies[0].type", "did you mean 'bandit'"),
     ("        portfolio: [{name: a, clipping: adaptive}]\n        safety: a", "portfolio[0].clipping",
-     "invalid enum value 'adaptive'"),
+     "got 'adaptive'"),
 ])
 def test_orchestrator_block_mistakes_are_reported_with_their_field(runtime, body, path, message):
     with pytest.raises(ManifestError) as err:
