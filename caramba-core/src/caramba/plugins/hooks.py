@@ -116,7 +116,8 @@ def caramba_register_processes(registry: Any) -> None:
 
 @hookspec
 def caramba_register_commands(registry: Any) -> None:
-    """Register extra CLI subcommands."""
+    """Register CLI subcommands: ``caramba NAME ...`` calls ``factory(None)``, then
+    ``add_arguments(parser)`` (an ``argparse`` parser) and ``run(args) -> int`` (the exit code)."""
 
 
 # --- configuration -----------------------------------------------------------------------
