@@ -1,0 +1,25 @@
+"""The caramba-agents plugin: chat providers, agent processes and ``caramba serve``.
+
+Torch-free and client-free: only config structs are imported here; each component's module
+(and its client library) loads on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caramba import hookimpl
+from caramba_agents.specs import AnthropicConfig, GeminiConfig, OpenAIChatConfig
+
+_P = "caramba_agents"
+
+
+@hookimpl
+def caramba_register_providers(registry: Any) -> None:
+    registry.add("openai", config=OpenAIChatConfig, factory=f"{_P}.providers.openai_chat:OpenAIChat",
+                 aliases=("openai_compatible",),
+                 summary="OpenAI Chat Completions, or any server that speaks it (vLLM, llama.cpp, caramba serve)")
+    registry.add("anthropic", config=AnthropicConfig, factory=f"{_P}.providers.anthropic_messages:AnthropicMessages",
+                 summary="Anthropic Messages API (Claude)")
+    registry.add("gemini", config=GeminiConfig, factory=f"{_P}.providers.gemini:Gemini",
+                 summary="Google Gemini generateContent")
