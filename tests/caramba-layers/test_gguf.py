@@ -191,5 +191,5 @@ def test_smollm2_gguf_tokenizer_reads_chat_control_tokens_whole() -> None:
     eos = reader.fields["tokenizer.ggml.eos_token_id"].contents()
     tok = GGUFFormat().tokenizer(path)
     ids = tok.encode("<|im_start|>user\nHi<|im_end|>\n").ids
-    assert ids[0] == bos and ids[-2] == eos and len(ids) == 5
+    assert ids[0] == bos and ids[-2] == eos and len(ids) == 6  # <|im_start|> user \n Hi <|im_end|> \n
     assert tok.decode(ids, skip_special_tokens=False) == "<|im_start|>user\nHi<|im_end|>\n"
