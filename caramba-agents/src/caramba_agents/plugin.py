@@ -23,3 +23,9 @@ def caramba_register_providers(registry: Any) -> None:
                  summary="Anthropic Messages API (Claude)")
     registry.add("gemini", config=GeminiConfig, factory=f"{_P}.providers.gemini:Gemini",
                  summary="Google Gemini generateContent")
+
+
+@hookimpl
+def caramba_register_commands(registry: Any) -> None:
+    registry.add("serve", factory=f"{_P}.serve.command:ServeCommand",
+                 summary="serve a caramba language model over an OpenAI-compatible HTTP API")
