@@ -16,8 +16,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from caramba_agents.serve.app import create_app
 from caramba_agents.serve.model import ChatModel
 from caramba_agents.serve.template import ChatTemplate, split_tool_calls
-from caramba_layers.hf import build_from_hf_config
 from caramba_infer import lm_logits
+from caramba_layers.hf import build_from_hf_config
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 

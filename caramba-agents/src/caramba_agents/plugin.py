@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from caramba import hookimpl
-from caramba_agents.specs import AnthropicConfig, GeminiConfig, OpenAIChatConfig
+from caramba_agents.specs import AnthropicConfig, GeminiConfig, MultiplexChatConfig, OpenAIChatConfig
 
 _P = "caramba_agents"
 
@@ -23,6 +23,13 @@ def caramba_register_providers(registry: Any) -> None:
                  summary="Anthropic Messages API (Claude)")
     registry.add("gemini", config=GeminiConfig, factory=f"{_P}.providers.gemini:Gemini",
                  summary="Google Gemini generateContent")
+
+
+@hookimpl
+def caramba_register_processes(registry: Any) -> None:
+    registry.add("multiplex_chat", config=MultiplexChatConfig, factory=f"{_P}.multiplex:MultiplexChat",
+                 aliases=("brainstorm",),
+                 summary="terminal chat with several agents that see each other's replies and use project tools")
 
 
 @hookimpl

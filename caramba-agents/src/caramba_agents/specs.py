@@ -50,6 +50,7 @@ class OpenAIChatConfig(ProviderConfig, kw_only=True):
     that bounds the reply (OpenAI's newer models take only ``max_completion_tokens``).
     """
 
+    type: str = "openai"
     model: str = "gpt-4.1"
     api_key_env: str = "OPENAI_API_KEY"
     max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
@@ -58,6 +59,7 @@ class OpenAIChatConfig(ProviderConfig, kw_only=True):
 class AnthropicConfig(ProviderConfig, kw_only=True):
     """Anthropic Messages API."""
 
+    type: str = "anthropic"
     model: str = "claude-sonnet-5-5"
     api_key_env: str = "ANTHROPIC_API_KEY"
 
@@ -65,6 +67,7 @@ class AnthropicConfig(ProviderConfig, kw_only=True):
 class GeminiConfig(ProviderConfig, kw_only=True):
     """Google Gemini (``generateContent`` / ``streamGenerateContent``)."""
 
+    type: str = "gemini"
     model: str = "gemini-2.5-pro"
     api_key_env: str = "GOOGLE_API_KEY"
 
