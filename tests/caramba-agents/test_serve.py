@@ -129,3 +129,11 @@ def test_tool_calls_are_offered_in_the_system_turn_and_parsed_from_the_reply():
     assert head == "Sure." and calls == [{"name": "list_files", "arguments": '{"folder": "docs"}'}]
     _, [bad] = split_tool_calls('<tool_call>{"name": "read_file", "arguments": {"path": </tool_call>')
     assert bad["name"] == "read_file" and bad["arguments"] == '{"name": "read_file", "arguments": {"path":'
+
+
+def test_the_request_log_records_what_the_model_saw_and_said(chat_model, tmp_path):
+    log = tmp_path / "requests.jsonl"
+    c = TestClient(create_app(chat_model, request_log=log))
+    reply = c.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 3, "temperature": 0}).json()
+    [entry] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry == {"messages": MESSAGES, "reply": reply["choices"][0]["message"]["content"]}

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,7 +40,9 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", param
 
 
 def create_app(model: ChatModel, *, max_body_bytes: int = 1 << 20, max_waiting: int = 8,
-               default_max_tokens: int = 256) -> Starlette:
+               default_max_tokens: int = 256, request_log: str | Path | None = None) -> Starlette:
+    """The app; ``request_log`` (a JSONL path) records each conversation the model saw and its reply."""
+    log = Path(request_log) if request_log else None
     admitted = threading.BoundedSemaphore(max_waiting + 1)  # the one decoding plus those waiting
 
     async def models(request: Request) -> Response:
@@ -59,6 +62,7 @@ def create_app(model: ChatModel, *, max_body_bytes: int = 1 << 20, max_waiting: 
             params = _parse(raw, model, default_max_tokens)
         except _BadRequest as exc:
             return _error(exc.status, exc.message, param=exc.param)
+        params["log"] = log
         if not admitted.acquire(blocking=False):
             return _error(429, f"server busy: {max_waiting} requests are already waiting", "rate_limit_error")
         try:
@@ -115,8 +119,11 @@ def _parse(raw: bytes, model: ChatModel, default_max_tokens: int) -> dict[str, A
 
 
 def _generate(model: ChatModel, prompt: list[int], params: dict[str, Any], result: list[Completion]) -> Iterator[str]:
-    return model.stream(prompt, max_tokens=params["max_tokens"], temperature=params["temperature"],
-                        top_p=params["top_p"], seed=params["seed"], result=result)
+    yield from model.stream(prompt, max_tokens=params["max_tokens"], temperature=params["temperature"],
+                            top_p=params["top_p"], seed=params["seed"], result=result)
+    if params.get("log") is not None:
+        with params["log"].open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"messages": params["messages"], "reply": result[0].text}, ensure_ascii=False) + "\n")
 
 
 def _message(text: str, tools: Any) -> tuple[dict[str, Any], str | None]:

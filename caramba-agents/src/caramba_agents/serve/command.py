@@ -28,6 +28,8 @@ class ServeCommand:
         parser.add_argument("--max-tokens", type=int, default=256, help="reply length when a request names none")
         parser.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body accepted")
         parser.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model")
+        parser.add_argument("--log-requests", default="", metavar="JSONL",
+                            help="append each conversation the model saw, and its reply, to this file")
 
     def run(self, args: argparse.Namespace) -> int:
         import uvicorn
@@ -42,7 +44,7 @@ class ServeCommand:
         print(f"loading {args.checkpoint} ...", file=sys.stderr, flush=True)
         model = ChatModel.load(args.checkpoint, runtime, name=args.name, max_len=args.max_len)
         app = create_app(model, max_body_bytes=args.max_body_bytes, max_waiting=args.max_waiting,
-                         default_max_tokens=args.max_tokens)
+                         default_max_tokens=args.max_tokens, request_log=args.log_requests or None)
         print(f"serving '{model.name}' on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                     limit_concurrency=args.max_waiting + 4, timeout_graceful_shutdown=2)
