@@ -201,3 +201,17 @@ def test_a_missing_key_is_one_line_naming_the_variable(monkeypatch, provider):
 def test_a_local_server_needs_no_key(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     OpenAIChat(OpenAIChatConfig(base_url="http://127.0.0.1:9/v1", api_key_env=""))
+
+
+def test_a_demanded_tool_is_written_in_each_apis_own_form():
+    rec = Recorder(recorded_json("openai_completion_bad_arguments.json"), recorded_json("anthropic_message.json"),
+                   recorded_json("gemini_function_call.json"))
+    client = rec.client()
+    OpenAIChat(OpenAIChatConfig(stream=False), http_client=client).chat(HISTORY, [READ_FILE], tool_choice="read_file")
+    AnthropicMessages(AnthropicConfig(stream=False), http_client=client).chat(HISTORY, [READ_FILE],
+                                                                              tool_choice="read_file")
+    Gemini(GeminiConfig(stream=False), http_client=client).chat(HISTORY, [READ_FILE], tool_choice="read_file")
+    assert rec.body(0)["tool_choice"] == {"type": "function", "function": {"name": "read_file"}}
+    assert rec.body(1)["tool_choice"] == {"type": "tool", "name": "read_file"}
+    config = rec.body(2)["toolConfig"]["functionCallingConfig"]
+    assert config["mode"] == "ANY" and config["allowedFunctionNames"] == ["read_file"]

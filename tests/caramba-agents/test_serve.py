@@ -38,7 +38,7 @@ def chat_model() -> ChatModel:
     model = build_from_hf_config(hf)
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.3)
-    return ChatModel(model, tok, None, name="tiny", max_len=256)
+    return ChatModel(model, tok, None, name="tiny", max_len=1024)
 
 
 @pytest.fixture
@@ -137,3 +137,30 @@ def test_the_request_log_records_what_the_model_saw_and_said(chat_model, tmp_pat
     reply = c.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 3, "temperature": 0}).json()
     [entry] = [json.loads(line) for line in log.read_text().splitlines()]
     assert entry == {"messages": MESSAGES, "reply": reply["choices"][0]["message"]["content"]}
+
+
+def test_a_demanded_tool_call_is_written_by_the_model_after_the_calls_head(client, chat_model):
+    tools = [{"type": "function", "function": {"name": "list_files", "parameters": {"type": "object"}}}]
+    body = {"messages": MESSAGES, "tools": tools, "max_tokens": 8, "temperature": 0,
+            "tool_choice": {"type": "function", "function": {"name": "list_files"}}}
+    choice = client.post("/v1/chat/completions", json=body).json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    [call] = choice["message"]["tool_calls"]
+    assert call["function"]["name"] == "list_files"
+    # the arguments are the model's own greedy continuation of the call's head
+    head = '{"name": "list_files", "arguments": '
+    ids = chat_model.prompt_ids(MESSAGES, tools) + chat_model.encode("<tool_call>\n" + head)
+    out: list[int] = []
+    with torch.no_grad():
+        for _ in range(8):
+            out.append(int(lm_logits(chat_model.model, torch.tensor([ids + out]))[0, -1].argmax()))
+    written = head + chat_model.tokenizer.decode(out, skip_special_tokens=False)
+    try:  # the server stops where the call's JSON object is complete
+        _, end = json.JSONDecoder().raw_decode(written)
+        written = written[:end]
+    except json.JSONDecodeError:
+        pass  # never completed: the raw text is passed on for the client to report
+    assert [call["function"]] == split_tool_calls(f"<tool_call>{written}</tool_call>")[1]
+    bad = client.post("/v1/chat/completions", json={**body, "tool_choice": {"type": "function",
+                                                                            "function": {"name": "rm"}}})
+    assert bad.status_code == 400 and "not among the tools offered" in bad.json()["error"]["message"]

@@ -107,5 +107,9 @@ class Provider(ABC):
 
     @abstractmethod
     def chat(self, messages: Sequence[Message], tools: Sequence[Tool] = (),
-             on_text: Callable[[str], None] | None = None) -> Reply:
-        """One model turn over ``messages``; streamed text goes to ``on_text`` as it arrives."""
+             on_text: Callable[[str], None] | None = None, tool_choice: str = "auto") -> Reply:
+        """One model turn over ``messages``; streamed text goes to ``on_text`` as it arrives.
+
+        ``tool_choice``: ``"auto"`` (the model decides), ``"required"`` (it must call a tool),
+        ``"none"``, or a tool's name (it must call that one).
+        """

@@ -83,16 +83,19 @@ class MultiplexChat:
               console: Any) -> None:
         pending: list[Message] = []  # written to the transcript only when the turn completes
         offered = tools.declarations if self.config.tools else []
+        choice = self.config.agents[name].tool_choice if name in self.config.agents else "auto"
         for _ in range(self.config.max_tool_rounds):
             console.print(f"[bold cyan]{name}[/]: ", end="")
             try:
                 reply: Reply = provider.chat(self._context(name, transcript, pending), offered,
-                                             on_text=lambda piece: console.print(piece, end="", markup=False))
+                                             on_text=lambda piece: console.print(piece, end="", markup=False),
+                                             tool_choice=choice if offered else "auto")
             except ProviderError as exc:
                 console.print()
                 console.print(f"[red]error[/]: {exc}", markup=True, highlight=False)
                 return
             console.print()
+            choice = "auto"
             pending.append(Message("assistant", reply.text, name=name, tool_calls=reply.tool_calls))
             if not reply.tool_calls:
                 break

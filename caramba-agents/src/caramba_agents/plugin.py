@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from caramba import hookimpl
-from caramba_agents.specs import AnthropicConfig, GeminiConfig, MultiplexChatConfig, OpenAIChatConfig
+from caramba_agents.specs import (
+    AnthropicConfig,
+    GeminiConfig,
+    MultiplexChatConfig,
+    OpenAIChatConfig,
+    PaperWriteConfig,
+)
 
 _P = "caramba_agents"
 
@@ -30,6 +36,8 @@ def caramba_register_processes(registry: Any) -> None:
     registry.add("multiplex_chat", config=MultiplexChatConfig, factory=f"{_P}.multiplex:MultiplexChat",
                  aliases=("brainstorm",),
                  summary="terminal chat with several agents that see each other's replies and use project tools")
+    registry.add("paper_write", config=PaperWriteConfig, factory=f"{_P}.paper:PaperWrite",
+                 summary="LaTeX paper from a run folder's report, CSVs, plots and tables")
 
 
 @hookimpl

@@ -78,6 +78,9 @@ class AgentSpec(Config, kw_only=True):
     provider: ProviderConfig
     instructions: str = ""
     requires_env: list[str] = []  # the agent joins only when these are set (hosted providers' keys)
+    # the first model call of each turn: "auto", "required", "none" or a tool's name; later calls in
+    # the turn are "auto", so a demanded call cannot repeat forever
+    tool_choice: str = "auto"
 
 
 class MultiplexChatConfig(ProcessConfig, kw_only=True):

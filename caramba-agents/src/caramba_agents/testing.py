@@ -63,7 +63,7 @@ class ScriptedProvider(Provider):
         self.seen: list[list[Message]] = []
 
     def chat(self, messages: Sequence[Message], tools: Sequence[Tool] = (),
-             on_text: Callable[[str], None] | None = None) -> Reply:
+             on_text: Callable[[str], None] | None = None, tool_choice: str = "auto") -> Reply:
         self.seen.append(list(messages))
         if self.answer is not None:
             reply = self.answer(messages, tools)

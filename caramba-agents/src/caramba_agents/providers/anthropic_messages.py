@@ -53,7 +53,7 @@ class AnthropicMessages(Provider):
                                           max_retries=self.config.max_retries, http_client=http_client)
 
     def chat(self, messages: Sequence[Message], tools: Sequence[Tool] = (),
-             on_text: Callable[[str], None] | None = None) -> Reply:
+             on_text: Callable[[str], None] | None = None, tool_choice: str = "auto") -> Reply:
         c = self.config
         system, turns = to_anthropic_messages(messages)
         # no temperature: the current Messages API chooses sampling itself and rejects the field
@@ -63,6 +63,9 @@ class AnthropicMessages(Provider):
         if tools:
             request["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
                                 for t in tools]
+            request["tool_choice"] = ({"type": "any"} if tool_choice == "required" else
+                                      {"type": tool_choice} if tool_choice in ("auto", "none") else
+                                      {"type": "tool", "name": tool_choice})
         try:
             if not c.stream:
                 return self._reply(self.client.messages.create(**request), on_text)

@@ -47,6 +47,13 @@ def to_gemini_contents(messages: Sequence[Message]) -> tuple[str, list[types.Con
     return system, out
 
 
+def _tool_config(choice: str) -> types.ToolConfig:
+    mode = {"auto": "AUTO", "none": "NONE"}.get(choice, "ANY")
+    names = None if choice in ("auto", "none", "required") else [choice]
+    return types.ToolConfig(function_calling_config=types.FunctionCallingConfig(
+        mode=mode, allowed_function_names=names))  # type: ignore[arg-type]
+
+
 class Gemini(Provider):
     name = "gemini"
 
@@ -62,7 +69,7 @@ class Gemini(Provider):
         self.client = genai.Client(api_key=api_key(self.config.api_key_env, self.name), http_options=options)
 
     def chat(self, messages: Sequence[Message], tools: Sequence[Tool] = (),
-             on_text: Callable[[str], None] | None = None) -> Reply:
+             on_text: Callable[[str], None] | None = None, tool_choice: str = "auto") -> Reply:
         c = self.config
         system, contents = to_gemini_contents(messages)
         config = types.GenerateContentConfig(
@@ -71,6 +78,7 @@ class Gemini(Provider):
             tools=[types.Tool(function_declarations=[
                 types.FunctionDeclaration(name=t.name, description=t.description,
                                           parameters_json_schema=t.parameters) for t in tools])] if tools else None,
+            tool_config=_tool_config(tool_choice) if tools else None,
         )
         try:
             if not c.stream:

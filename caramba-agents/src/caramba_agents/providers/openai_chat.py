@@ -46,13 +46,15 @@ class OpenAIChat(Provider):
                                     http_client=http_client)
 
     def chat(self, messages: Sequence[Message], tools: Sequence[Tool] = (),
-             on_text: Callable[[str], None] | None = None) -> Reply:
+             on_text: Callable[[str], None] | None = None, tool_choice: str = "auto") -> Reply:
         c = self.config
         request: dict[str, Any] = {"model": c.model, "messages": to_openai_messages(messages),
                                    "temperature": c.temperature, c.max_tokens_field: c.max_tokens}
         if tools:
             request["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                                   "parameters": t.parameters}} for t in tools]
+            request["tool_choice"] = (tool_choice if tool_choice in ("auto", "required", "none")
+                                      else {"type": "function", "function": {"name": tool_choice}})
         try:
             if not c.stream:
                 return self._reply(self.client.chat.completions.create(**request), on_text)

@@ -111,19 +111,63 @@ def _parse(raw: bytes, model: ChatModel, default_max_tokens: int) -> dict[str, A
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise _BadRequest("top_p must be in (0, 1]", "top_p")
     tools = body.get("tools") or None
-    if body.get("tool_choice") == "none":
+    choice = body.get("tool_choice", "auto")
+    if choice == "none":
         tools = None
-    return {"messages": messages, "tools": tools, "stream": bool(body.get("stream")), "max_tokens": max_tokens,
+    return {"messages": messages, "tools": tools, "call_head": _call_head(choice, tools),
+            "stream": bool(body.get("stream")), "max_tokens": max_tokens,
             "temperature": float(temperature), "top_p": top_p, "seed": body.get("seed"),
             "include_usage": bool((body.get("stream_options") or {}).get("include_usage"))}
 
 
+def _call_head(choice: Any, tools: list[dict[str, Any]] | None) -> str | None:
+    """Where a demanded tool call starts: the call's JSON up to what the model must write itself."""
+    names = [t.get("function", t).get("name", "") for t in tools or []]
+    if choice in ("auto", None) or not tools:
+        return None
+    if choice == "required":
+        return f'{{"name": "{names[0]}", "arguments": ' if len(names) == 1 else '{"name": "'
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    if name not in names:
+        raise _BadRequest(f"tool_choice names '{name}', which is not among the tools offered: {names}",
+                          "tool_choice")
+    return json.dumps({"name": name})[:-1] + ', "arguments": '
+
+
 def _generate(model: ChatModel, prompt: list[int], params: dict[str, Any], result: list[Completion]) -> Iterator[str]:
-    yield from model.stream(prompt, max_tokens=params["max_tokens"], temperature=params["temperature"],
-                            top_p=params["top_p"], seed=params["seed"], result=result)
+    head = params["call_head"]
+    if head is None:
+        yield from model.stream(prompt, max_tokens=params["max_tokens"], temperature=params["temperature"],
+                                top_p=params["top_p"], seed=params["seed"], result=result)
+    else:
+        yield from _forced_call(model, prompt, head, params, result)
     if params.get("log") is not None:
         with params["log"].open("a", encoding="utf-8") as f:
             f.write(json.dumps({"messages": params["messages"], "reply": result[0].text}, ensure_ascii=False) + "\n")
+
+
+def _forced_call(model: ChatModel, prompt: list[int], head: str, params: dict[str, Any],
+                 result: list[Completion]) -> Iterator[str]:
+    """A tool call the request demands (``tool_choice``): the model continues ``<tool_call>`` + ``head``
+    and stops as soon as the call's JSON object is complete."""
+    ids = prompt + model.encode("<tool_call>\n" + head)
+    body, inner = head, []
+    decoder = json.JSONDecoder()
+    finish = "length"
+    for piece in model.stream(ids, max_tokens=params["max_tokens"], temperature=params["temperature"],
+                              top_p=params["top_p"], seed=params["seed"], result=inner):
+        body += piece
+        try:
+            value, end = decoder.raw_decode(body)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            body, finish = body[:end], "stop"
+            break
+    text = f"<tool_call>{body}</tool_call>"
+    completion_tokens = len(model.encode(body)) - len(model.encode(head))
+    result.append(Completion(text, len(ids), max(completion_tokens, 0), finish))
+    yield text
 
 
 def _message(text: str, tools: Any) -> tuple[dict[str, Any], str | None]:

@@ -69,7 +69,10 @@ class ChatModel:
                    stop_ids=stop_ids)
 
     def prompt_ids(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
-        return list(self.tokenizer.encode(self.template.render(messages, tools), add_special_tokens=False).ids)
+        return self.encode(self.template.render(messages, tools))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def stream(self, prompt: list[int], *, max_tokens: int, temperature: float, top_p: float | None,
                seed: int | None, result: list[Completion]) -> Iterator[str]:
