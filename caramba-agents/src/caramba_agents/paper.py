@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from caramba.errors import UsageError
+from caramba.pipeline import atomic_write_text
 from caramba_agents.chat import Message, ProviderError
 from caramba_agents.providers import create_provider
 from caramba_agents.specs import PaperWriteConfig
 
-__all__ = ["PaperWrite", "latex_escape", "results_summary", "write_paper"]
+__all__ = ["PaperWrite", "compile_pdf", "drafted_prose", "latex_escape", "plain_prose", "results_summary",
+           "write_paper"]
 
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -73,6 +75,19 @@ def _flat(summary: dict[str, Any], prefix: str = "") -> list[str]:
     return out
 
 
+def _additional(summary: dict[str, Any]) -> str:
+    """The experiments a review proposed and the loop ran, with their final metrics."""
+    done = summary.get("additional_experiments") or []
+    if not done:
+        return ""
+    items = "".join(
+        f"\\item \\texttt{{{latex_escape(e['name'])}}}: {latex_escape(e.get('hypothesis', ''))} "
+        + (latex_escape(", ".join(f"{k} {v:.4g}" for k, v in sorted(e["metrics"].items())
+                                  if isinstance(v, (int, float))))
+           if e["exit_code"] == 0 else f"(failed, exit code {e['exit_code']})") + "\n" for e in done)
+    return f"\\section{{Additional experiments}}\n\\begin{{itemize}}\n{items}\\end{{itemize}}\n\n"
+
+
 def _figure(name: str) -> str:
     label = Path(name).stem
     caption = latex_escape(label.replace("_", " "))
@@ -80,7 +95,7 @@ def _figure(name: str) -> str:
             f"\\caption{{{caption}.}}\\label{{fig:{label}}}\n\\end{{figure}}\n")
 
 
-def _default_prose(summary: dict[str, Any]) -> dict[str, str]:
+def plain_prose(summary: dict[str, Any]) -> dict[str, str]:
     runs = "; ".join(f"run {r['id']} (seed {r['seed']}): " + ", ".join(
         f"{k} {v:.4g}" for k, v in sorted(r["metrics"].items()) if isinstance(v, (int, float)))
         for r in summary["runs"])
@@ -88,7 +103,7 @@ def _default_prose(summary: dict[str, Any]) -> dict[str, str]:
             "discussion": "The tables and figures above are produced directly from the run's artifacts."}
 
 
-def _agent_prose(config: PaperWriteConfig, runtime: Any, summary: dict[str, Any]) -> dict[str, str]:
+def drafted_prose(config: PaperWriteConfig, runtime: Any, summary: dict[str, Any]) -> dict[str, str]:
     assert config.writer is not None
     provider = create_provider(runtime, config.writer.provider)
     prose: dict[str, str] = {}
@@ -137,15 +152,13 @@ Experiment \\texttt{{{latex_escape(summary["name"])}}}, target \\texttt{{{latex_
 \\section{{Results}}
 Table~\\ref{{tab:runs}} lists each run's final metrics{"; " + refs + " show the benchmarks" if refs else ""}.
 {_metrics_table(summary)}{tables}{bench}{"".join(_figure(n) for n in summary["figures"])}
-\\section{{Discussion}}
+\\{_additional(summary)}\\section{{Discussion}}
 {latex_escape(prose["discussion"])}
 
 \\end{{document}}
 """
     path = out / "paper.tex"
-    tmp = path.with_suffix(".tex.tmp")
-    tmp.write_text(tex, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, tex)
     return path
 
 
@@ -172,10 +185,10 @@ class PaperWrite:
         run_dir = Path(c.run_dir)
         out = Path(c.output_dir) if Path(c.output_dir).is_absolute() else session.target_dir / c.output_dir
         summary = results_summary(run_dir)
-        prose = _default_prose(summary)
+        prose = plain_prose(summary)
         if c.writer is not None:
             try:
-                prose = _agent_prose(c, session.runtime, summary)
+                prose = drafted_prose(c, session.runtime, summary)
             except ProviderError as exc:
                 session.info(f"[yellow]the writer failed[/] ({exc}); the paper uses the plain summary")
         tex = write_paper(summary, prose, run_dir, out, title=c.title, authors=c.authors)

@@ -14,7 +14,9 @@ from caramba_agents.specs import (
     GeminiConfig,
     MultiplexChatConfig,
     OpenAIChatConfig,
+    PaperReviewConfig,
     PaperWriteConfig,
+    ResearchLoopConfig,
 )
 
 _P = "caramba_agents"
@@ -38,6 +40,10 @@ def caramba_register_processes(registry: Any) -> None:
                  summary="terminal chat with several agents that see each other's replies and use project tools")
     registry.add("paper_write", config=PaperWriteConfig, factory=f"{_P}.paper:PaperWrite",
                  summary="LaTeX paper from a run folder's report, CSVs, plots and tables")
+    registry.add("paper_review", config=PaperReviewConfig, factory=f"{_P}.review:PaperReview",
+                 summary="structured review with scores and proposed experiments as valid manifests")
+    registry.add("research_loop", config=ResearchLoopConfig, factory=f"{_P}.loop:ResearchLoop",
+                 summary="write, review, run proposed experiments, rewrite (bounded)")
 
 
 @hookimpl

@@ -16,8 +16,9 @@ from typing import Any
 import httpx2
 
 from caramba_agents.chat import Message, Provider, Reply, Tool
+from caramba_agents.specs import ProviderConfig
 
-__all__ = ["Recorder", "ScriptedProvider", "json_response", "sse_response"]
+__all__ = ["Recorder", "ScriptedConfig", "ScriptedProvider", "json_response", "scripted_provider", "sse_response"]
 
 
 class Recorder:
@@ -75,3 +76,15 @@ class ScriptedProvider(Provider):
         if on_text and reply.text:
             on_text(reply.text)
         return reply
+
+
+class ScriptedConfig(ProviderConfig, kw_only=True):
+    """A provider config for tests: ``{type: scripted, replies: [...]}`` once registered."""
+
+    type: str = "scripted"
+    replies: list[str] = []
+
+
+def scripted_provider(config: ScriptedConfig, **_: Any) -> ScriptedProvider:
+    """Factory to register under a test plugin: ``registry.add("scripted", config=ScriptedConfig, ...)``."""
+    return ScriptedProvider(list(config.replies))
