@@ -129,10 +129,11 @@ targets:
       type: multiplex_chat
       transcript_path: chat.jsonl
       project_root: project
+      max_tool_rounds: 2
       agents:
         alpha:
           provider: {{type: openai, base_url: "{url}", api_key_env: "", model: {model}, temperature: 0.0,
-                     max_tokens: 12, max_tokens_field: max_tokens}}
+                     max_tokens: 24, max_tokens_field: max_tokens}}
           tool_choice: list_files  # the first call of each turn must list files (a 135M model will not choose to)
         beta:
           provider: {{type: openai, base_url: "{url}", api_key_env: "", model: {model}, temperature: 0.0,

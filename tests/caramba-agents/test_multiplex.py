@@ -119,3 +119,10 @@ def test_agents_without_their_key_sit_out(tmp_path, session, capsys, monkeypatch
     text = capsys.readouterr().out
     assert out["agents"] == ["alpha"]
     assert "beta sits this one out: NO_SUCH_KEY_FOR_TEST not set" in text and "no agent named 'beta'" in text
+
+
+def test_others_see_which_tools_an_agent_called_but_not_the_results(tmp_path, session):
+    alpha = ScriptedProvider([Reply("", [ToolCall("c1", "read_file", {"path": "notes.md"})]), "done"])
+    beta = ScriptedProvider(["noted"])
+    MultiplexChat(config(tmp_path)).run(session, read=lines("go"), providers={"alpha": alpha, "beta": beta})
+    assert [m.content for m in beta.seen[0][1:]] == ["[you] go", "[alpha] (called read_file)", "[alpha] done"]

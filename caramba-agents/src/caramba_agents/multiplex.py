@@ -114,8 +114,8 @@ class MultiplexChat:
     def _context(self, name: str, transcript: Transcript, pending: list[Message]) -> list[Message]:
         """What agent ``name`` reads: its instructions, then the recent conversation from its seat.
 
-        Others' replies come as user turns tagged ``[name]``; tool traffic is private to the agent
-        that made it.
+        Others' replies come as user turns tagged ``[name]`` (with the names of the tools they
+        called); tool arguments and results stay private to the agent that made the call.
         """
         others = [a for a in self.config.agents if a != name]
         system = (f"You are {name}, one of several AI collaborators in a research chat with "
@@ -128,8 +128,9 @@ class MultiplexChat:
                 out.append(Message("user", f"[{m.name or self.config.user_name}] {m.content}"))
             elif m.role == "assistant" and m.name == name:
                 out.append(Message("assistant", m.content, tool_calls=m.tool_calls))
-            elif m.role == "assistant" and m.content:
-                out.append(Message("user", f"[{m.name}] {m.content}"))
+            elif m.role == "assistant" and (m.content or m.tool_calls):
+                calls = "".join(f" (called {c.name})" for c in m.tool_calls)
+                out.append(Message("user", f"[{m.name}] {m.content}{calls}".rstrip()))
             elif m.role == "tool" and m.name == name:
                 out.append(m)
         return _drop_orphans(out)
