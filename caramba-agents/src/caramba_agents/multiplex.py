@@ -129,8 +129,8 @@ class MultiplexChat:
             elif m.role == "assistant" and m.name == name:
                 out.append(Message("assistant", m.content, tool_calls=m.tool_calls))
             elif m.role == "assistant" and (m.content or m.tool_calls):
-                calls = "".join(f" (called {c.name})" for c in m.tool_calls)
-                out.append(Message("user", f"[{m.name}] {m.content}{calls}".rstrip()))
+                said = " ".join([m.content, *(f"(called {c.name})" for c in m.tool_calls)]).strip()
+                out.append(Message("user", f"[{m.name}] {said}"))
             elif m.role == "tool" and m.name == name:
                 out.append(m)
         return _drop_orphans(out)
