@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from caramba_agents.chat import Message, ProviderError, Tool, ToolCall
@@ -215,3 +216,21 @@ def test_a_demanded_tool_is_written_in_each_apis_own_form():
     assert rec.body(1)["tool_choice"] == {"type": "tool", "name": "read_file"}
     config = rec.body(2)["toolConfig"]["functionCallingConfig"]
     assert config["mode"] == "ANY" and config["allowedFunctionNames"] == ["read_file"]
+
+
+def test_a_server_that_dies_mid_stream_is_one_line_after_the_text_so_far():
+    first = (WIRE / "openai_stream_tool_call.sse").read_bytes().split(b"\n\n")[0] + b"\n\n"
+    text_chunk = (b'data: {"id":"chatcmpl-C3","object":"chat.completion.chunk","created":1764460002,"model":"m",'
+                  b'"choices":[{"index":0,"delta":{"content":"The loss"},"finish_reason":null}]}\n\n')
+
+    def dying():
+        yield text_chunk
+        yield first
+        raise httpx2.RemoteProtocolError("peer closed connection without sending complete message body")
+
+    rec = Recorder(httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=dying()))
+    seen: list[str] = []
+    with pytest.raises(ProviderError) as info:
+        OpenAIChat(OpenAIChatConfig(max_retries=0), http_client=rec.client()).chat(HISTORY, on_text=seen.append)
+    assert seen == ["The loss"]
+    assert "peer closed connection" in str(info.value) and "\n" not in str(info.value)
