@@ -137,13 +137,24 @@ targets:
           tool_choice: list_files  # the first call of each turn must list files (a 135M model will not choose to)
         beta:
           provider: {{type: openai, base_url: "{url}", api_key_env: "", model: {model}, temperature: 0.0,
-                     max_tokens: 6, max_tokens_field: max_tokens}}
+                     max_tokens: 8, max_tokens_field: max_tokens}}
 """
+
+
+# An earlier session, in which alpha listed the files: a 135M model writes a demanded call's
+# arguments by following what is in its context (alone, it copies the tool's declaration instead).
+EARLIER = [
+    {"role": "user", "content": "List the files.", "name": "you"},
+    {"role": "assistant", "name": "alpha", "tool_calls": [{"id": "call_0", "name": "list_files", "arguments": {}}]},
+    {"role": "tool", "content": "results.md", "name": "alpha", "tool_call_id": "call_0"},
+    {"role": "assistant", "content": "results.md", "name": "alpha"},
+]
 
 
 def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     (tmp_path / "project").mkdir()
     (tmp_path / "project" / "results.md").write_text("loss 2.1\n")
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(m) + "\n" for m in EARLIER))
     (tmp_path / "chat.yml").write_text(CHAT.format(url=server["url"], model=MODEL))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARAMBA_")}
     env.update(NO_COLOR="1", COLUMNS="200", TERM="dumb")
@@ -151,8 +162,7 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     log_before = _log_lines(server)
 
     term = Terminal(argv, tmp_path, env)
-    term.expect(r"agents: alpha, beta")
-    term.expect(r"you> ")
+    assert "4 earlier messages" in term.expect(r"you> ")  # the earlier session is reloaded
     term.send("/help")
     assert "@NAME message" in term.expect(r"you> ")
     term.send("@beta What is the capital of France?")  # routed: beta only
@@ -165,11 +175,13 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     assert term.proc.wait(timeout=60) == 0
 
     saved = [json.loads(x) for x in (tmp_path / "chat.jsonl").read_text().splitlines()]
-    roles = [(m["role"], m.get("name")) for m in saved]
+    assert saved[:4] == EARLIER  # nothing earlier was lost
+    new = saved[4:]
+    roles = [(m["role"], m.get("name")) for m in new]
     assert roles[:2] == [("user", "you"), ("assistant", "beta")]
     assert ("tool", "alpha") in roles and roles[-1] == ("assistant", "beta")
-    call = next(m for m in saved if m.get("tool_calls"))["tool_calls"][0]
-    tool = next(m for m in saved if m["role"] == "tool")
+    call = next(m for m in new if m.get("tool_calls"))["tool_calls"][0]
+    tool = next(m for m in new if m["role"] == "tool")
     assert tool["tool_call_id"] == call["id"] and call["name"] == "list_files"
     # the real tool ran on the project folder with the model's own arguments
     expected = ProjectTools(tmp_path / "project", None, confirm=lambda _: False).call("list_files", call["arguments"])
