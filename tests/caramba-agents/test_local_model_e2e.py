@@ -7,6 +7,7 @@ Slow (a 135M model on 2 CPU cores, ~1 s a token under load): replies are a few g
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -14,8 +15,10 @@ import pty
 import re
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from pathlib import Path
@@ -95,12 +98,17 @@ class Terminal:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # 200 columns: no wrapping
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env,
                                      close_fds=True)
         os.close(slave)
         self.seen = ""
 
     def expect(self, pattern: str, timeout: float = 240) -> str:
+        """The output up to ``pattern``, runs of whitespace (and line wraps) read as one space."""
+        return re.sub(r"\s+", " ", self._expect(pattern, timeout))
+
+    def _expect(self, pattern: str, timeout: float) -> str:
         deadline = time.time() + timeout
         start = len(self.seen)
         while not re.search(pattern, self.seen[start:]):
@@ -162,7 +170,8 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     log_before = _log_lines(server)
 
     term = Terminal(argv, tmp_path, env)
-    assert "4 earlier messages" in term.expect(r"you> ")  # the earlier session is reloaded
+    shown = term.expect(r"you> ")
+    assert "agents: alpha, beta" in shown and "4 earlier messages" in shown  # the earlier session is reloaded
     term.send("/help")
     assert "@NAME message" in term.expect(r"you> ")
     term.send("@beta What is the capital of France?")  # routed: beta only

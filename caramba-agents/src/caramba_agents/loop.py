@@ -91,7 +91,7 @@ class ResearchLoop:
         except subprocess.TimeoutExpired:
             code, tail = 124, "stopped: the loop's budget ran out"
         reports = sorted(root.glob(f"*/{proposal['target']}/report.json"), key=lambda p: p.stat().st_mtime)
-        metrics = {}
+        metrics: dict[str, Any] = {}
         if code == 0 and reports:
             runs = json.loads(reports[-1].read_text()).get("runs", [])
             metrics = runs[0].get("metrics", {}) if runs else {}
