@@ -178,7 +178,10 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     assert "Paris" in term.expect(r"you> ")
     term.send("List the files.")  # broadcast: alpha (which calls a tool), then beta
     shown = term.expect(r"you> ")
-    assert "alpha calls list_files(" in shown
+    # the demanded call reaches the tools: run, or (a 135M model often leaves the JSON unfinished)
+    # reported in one line and answered with the reason
+    executed = "alpha calls list_files(" in shown
+    assert executed or "alpha sent a malformed call of 'list_files': arguments are not valid JSON" in shown
     term.send("/exit")
     term.expect("bye")
     assert term.proc.wait(timeout=60) == 0
@@ -192,9 +195,12 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     call = next(m for m in new if m.get("tool_calls"))["tool_calls"][0]
     tool = next(m for m in new if m["role"] == "tool")
     assert tool["tool_call_id"] == call["id"] and call["name"] == "list_files"
-    # the real tool ran on the project folder with the model's own arguments
-    expected = ProjectTools(tmp_path / "project", None, confirm=lambda _: False).call("list_files", call["arguments"])
-    assert tool["content"] == expected
+    if executed:  # the real tool ran on the project folder with the model's own arguments
+        tools = ProjectTools(tmp_path / "project", None, confirm=lambda _: False)
+        assert tool["content"] == tools.call("list_files", call["arguments"])
+    else:
+        assert call["arguments"] is None and call["error"].startswith("arguments are not valid JSON")
+        assert tool["content"].startswith("error: your call was malformed")
 
     # beta's broadcast turn saw alpha's reply: the server's log of what the model was sent
     sent = _log_lines(server)[len(log_before):]
