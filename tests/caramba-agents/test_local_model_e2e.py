@@ -69,6 +69,7 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        proc.stdout.close()
 
 
 def local(server, **kw) -> OpenAIChat:
@@ -125,6 +126,12 @@ class Terminal:
 
     def send(self, line: str) -> None:
         os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> int:
+        """Wait for the program to exit; its exit code."""
+        code = self.proc.wait(timeout=60)
+        os.close(self.master)
+        return code
 
 
 CHAT = """
@@ -184,7 +191,7 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     assert executed or "alpha sent a malformed call of 'list_files': arguments are not valid JSON" in shown
     term.send("/exit")
     term.expect("bye")
-    assert term.proc.wait(timeout=60) == 0
+    assert term.close() == 0
 
     saved = [json.loads(x) for x in (tmp_path / "chat.jsonl").read_text().splitlines()]
     assert saved[:4] == EARLIER  # nothing earlier was lost
@@ -211,7 +218,7 @@ def test_multiplex_chat_with_two_local_agents_in_a_terminal(server, tmp_path):
     term = Terminal(argv, tmp_path, env)
     assert f"{len(saved)} earlier messages" in term.expect(r"you> ")
     term.send("/exit")
-    assert term.proc.wait(timeout=60) == 0
+    assert term.close() == 0
 
 
 def _log_lines(server) -> list[dict]:
