@@ -17,7 +17,7 @@ EXPECTED = {
     # errors
     "CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem", "RegistryError",
     "RunError", "UsageError", "did_you_mean", "human_bytes", "memory_budget", "DataError", "DependencyError",
-    "missing_dependency", "require", "KernelBackend", "select_kernels",
+    "missing_dependency", "require", "KernelBackend", "select_kernels", "ProcessConfig", "plan",
     # configs, shapes and the run context
     "Config", "PolymorphicConfig", "Scope", "NodeConfig", "TopologyConfig", "EmbedderConfig", "BenchmarkConfig",
     "VerifierConfig", "Shape", "ShapeError", "Dim", "UNKNOWN", "expect_last", "Context", "AuxLoss",

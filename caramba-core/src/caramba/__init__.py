@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from caramba.manifest._config import Config, PolymorphicConfig, Scope
     from caramba.manifest._limits import human_bytes, memory_budget
     from caramba.manifest._load import Manifest
-    from caramba.manifest._schema import BenchmarkConfig, VerifierConfig
+    from caramba.manifest._schema import BenchmarkConfig, ProcessConfig, VerifierConfig
     from caramba.pipeline._components import (
         ArtifactWriter,
         Benchmark,
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
         VerifyResult,
     )
     from caramba.pipeline._files import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from caramba.pipeline._runner import run_target
+    from caramba.pipeline._runner import plan, run_target
     from caramba.pipeline._session import RunSession, TargetSession
     from caramba.plugins._registry import Entry, Registrar, Registry
     from caramba.plugins._runtime import PluginInfo, Runtime
@@ -69,11 +69,11 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("Config", "PolymorphicConfig", "Scope"), "caramba.manifest._config"),
     "Manifest": "caramba.manifest._load",
     **dict.fromkeys(("human_bytes", "memory_budget"), "caramba.manifest._limits"),
-    **dict.fromkeys(("BenchmarkConfig", "VerifierConfig"), "caramba.manifest._schema"),
+    **dict.fromkeys(("BenchmarkConfig", "ProcessConfig", "VerifierConfig"), "caramba.manifest._schema"),
     **dict.fromkeys(("ArtifactWriter", "Benchmark", "BenchmarkResult", "JsonlSink", "RunResult", "Sink", "Trainer",
                      "Verifier", "VerifyResult"), "caramba.pipeline._components"),
     **dict.fromkeys(("atomic_write_bytes", "atomic_write_json", "atomic_write_text"), "caramba.pipeline._files"),
-    "run_target": "caramba.pipeline._runner",
+    **dict.fromkeys(("plan", "run_target"), "caramba.pipeline._runner"),
     **dict.fromkeys(("RunSession", "TargetSession"), "caramba.pipeline._session"),
     **dict.fromkeys(("hookimpl", "hookspec"), "caramba.plugins.hooks"),
     **dict.fromkeys(("Entry", "Registrar", "Registry"), "caramba.plugins._registry"),
@@ -105,6 +105,7 @@ __all__ = [
     "PluginInfo",
     "PolymorphicConfig",
     "Problem",
+    "ProcessConfig",
     "Registrar",
     "Registry",
     "RegistryError",
@@ -135,6 +136,7 @@ __all__ = [
     "human_bytes",
     "memory_budget",
     "missing_dependency",
+    "plan",
     "require",
     "run_target",
     "select_kernels",

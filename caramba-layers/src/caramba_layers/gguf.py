@@ -150,11 +150,14 @@ def read_gguf(path: str | Path, *, with_tokenizer: bool = True) -> GGUFCheckpoin
     return GGUFCheckpoint(config, state, tokenizer, metadata)
 
 
+_CONTROL, _USER_DEFINED = 3, 4  # GGUF token types (llama.cpp's llama_token_type)
+
+
 def _tokenizer(reader: Any) -> Any:
     """The byte-level BPE tokenizer a ``gpt2``-model GGUF file carries, or ``None`` for others."""
     if _field(reader, "tokenizer.ggml.model") != "gpt2":
         return None
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
     tokens = _field(reader, "tokenizer.ggml.tokens")
     merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges", [])]
@@ -165,6 +168,10 @@ def _tokenizer(reader: Any) -> Any:
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
     tok.decoder = decoders.ByteLevel()
+    # Control tokens (<|im_start|>, <|im_end|>, ...) must match whole in a chat prompt, not as BPE pieces
+    types = _field(reader, "tokenizer.ggml.token_type", [])
+    special = [t for t, kind in zip(tokens, types) if kind in (_CONTROL, _USER_DEFINED)]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
     return tok
 
 

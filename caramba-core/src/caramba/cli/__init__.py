@@ -9,6 +9,7 @@
     caramba show KIND NAME
     caramba schema
     python -m caramba MANIFEST [--target NAME] [--dry-run]     (same as ``run``)
+    caramba NAME ...                                            (a command a plugin registered)
 
 A manifest may be a path or the name of an installed preset (``standard_transformer``).
 Without ``--target`` the target named by ``entrypoints.default`` runs, else the first one.
@@ -16,13 +17,20 @@ Global option ``-p no:NAME`` blocks a plugin. Exit codes: 0 ok, 1 run failed,
 2 bad input or usage, 3 plugin failure. A resource failure (disk full, read-only or
 forbidden file, out of memory) is one line naming the file or resource and a fix, exit 1;
 ``CARAMBA_TRACEBACK=1`` shows its traceback instead.
+
+A plugin adds a subcommand by registering a ``command`` (``caramba_register_commands``):
+its factory is called with ``None`` and returns an object with
+``add_arguments(parser)`` and ``run(args) -> int``; ``args.runtime`` is the plugin runtime,
+built with the command line's ``-p`` filters. A word that is neither a built-in
+command nor a registered one is a manifest, as before.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from caramba.errors import CarambaError
 
@@ -88,29 +96,76 @@ def _version() -> str:
 
 def _normalise(argv: list[str]) -> list[str]:
     """``caramba MANIFEST ...`` and ``python -m caramba MANIFEST ...`` mean ``run MANIFEST ...``."""
+    i = _first_word(argv)
+    if i is None or argv[i] in COMMANDS:
+        return argv
+    return [*argv[:i], "run", *argv[i:]]
+
+
+def _first_word(argv: list[str]) -> int | None:
+    """Index of the first argument that is neither an option nor the value of ``-p``."""
     for i, arg in enumerate(argv):
-        if arg == "-p":
+        if arg == "-p" or (i > 0 and argv[i - 1] == "-p"):
             continue
-        if i > 0 and argv[i - 1] == "-p":
-            continue
-        if arg.startswith("-") or arg in COMMANDS:
-            return argv
-        return [*argv[:i], "run", *argv[i:]]
-    return argv
+        return None if arg.startswith("-") else i
+    return None
+
+
+def _plugin_command(argv: list[str]) -> Callable[[], int] | None:
+    """The call that runs a plugin's subcommand, when the first word names a registered one.
+
+    Only a word that is no built-in command and no manifest file pays for loading the plugins.
+    """
+    i = _first_word(argv)
+    if i is None or argv[i] in COMMANDS or Path(argv[i]).suffix in (".yml", ".yaml", ".json"):
+        return None
+    from caramba.cli._commands import runtime_from_args
+
+    before = argv[:i]
+    opts = [before[j + 1] for j, a in enumerate(before[:-1]) if a == "-p"]
+    entry = runtime_from_args(argparse.Namespace(plugin_opts=opts, command=argv[i])).registry("command").find(argv[i])
+    if entry is None:
+        return None
+    parser = argparse.ArgumentParser(prog=f"caramba {entry.name}", description=entry.summary)
+    parser.add_argument("-p", dest="plugin_opts", action="append", default=[], metavar="no:NAME",
+                        help="block a plugin by entry-point name (repeatable)")
+
+    def run() -> int:
+        command = entry.load()(None)
+        command.add_arguments(parser)
+        args = parser.parse_args(argv[i + 1:])
+        args.command = entry.name
+        args.plugin_opts = [*opts, *args.plugin_opts]
+        args.runtime = runtime_from_args(args)  # the plugins, with this command line's -p filters
+        return int(command.run(args))
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        plugin_run = _plugin_command(raw)
+    except CarambaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if plugin_run is not None:
+        return _guarded(plugin_run)
     parser = _parser()
-    args = parser.parse_args(args_list)
+    args = parser.parse_args(_normalise(raw))
     if not args.command:
         parser.print_help()
         return 2
     args.plugin_opts = [*args.global_plugin_opts, *getattr(args, "plugin_opts", [])]
     from caramba.cli import _commands as commands
 
+    return _guarded(lambda: int(getattr(commands, "cmd_" + args.command.replace("-", "_"))(args)))
+
+
+def _guarded(call: Callable[[], int]) -> int:
+    """Run a command: a :class:`CarambaError` is one message and its exit code, never a traceback."""
     try:
-        return int(getattr(commands, "cmd_" + args.command.replace("-", "_"))(args))
+        return call()
     except CarambaError as exc:
         print(f"error: {exc}" if not hasattr(exc, "problems") else str(exc), file=sys.stderr)
         return exc.exit_code

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ComponentSpec,
         ExperimentTarget,
         ManifestSpec,
+        ProcessConfig,
         ProcessTarget,
         RunSpec,
         VerifierConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "Manifest",
     "ManifestSpec",
     "PolymorphicConfig",
+    "ProcessConfig",
     "ProcessTarget",
     "RunSpec",
     "Scope",
@@ -52,8 +54,8 @@ _EXPORTS: dict[str, str] = {
     "load_manifest": "caramba.manifest._load",
     "load_manifest_text": "caramba.manifest._load",
     **{name: "caramba.manifest._schema" for name in (
-        "BenchmarkConfig", "ComponentSpec", "ExperimentTarget", "ManifestSpec", "ProcessTarget", "RunSpec",
-        "VerifierConfig")},
+        "BenchmarkConfig", "ComponentSpec", "ExperimentTarget", "ManifestSpec", "ProcessConfig", "ProcessTarget",
+        "RunSpec", "VerifierConfig")},
 }
 
 

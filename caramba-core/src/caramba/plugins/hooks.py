@@ -123,7 +123,8 @@ def caramba_register_processes(registry: Registrar) -> None:
 
 @hookspec
 def caramba_register_commands(registry: Registrar) -> None:
-    """Register extra CLI subcommands: ``caramba NAME ...`` runs the registered command."""
+    """Register CLI subcommands: ``caramba NAME ...`` calls ``factory(None)``, then
+    ``add_arguments(parser)`` (an ``argparse`` parser) and ``run(args) -> int`` (the exit code)."""
 
 @hookspec
 def caramba_register_switch_policies(registry: Registrar) -> None:

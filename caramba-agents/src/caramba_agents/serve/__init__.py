@@ -1,0 +1,1 @@
+"""``caramba serve``: an OpenAI-compatible HTTP server over a caramba language model."""
