@@ -54,10 +54,11 @@ if TYPE_CHECKING:
     from caramba.plugins._runtime import PluginInfo, Runtime
     from caramba.plugins.hooks import hookimpl, hookspec
 
-    __version__: str
 
 # name -> the module that defines it; each loads on first use, so `from caramba import hookimpl`
 # costs pluggy alone. This is the whole torch-free public API; `caramba.nn` is its torch side.
+__version__ = "0.1.0"  # single source: pyproject.toml reads it, the distribution's metadata repeats it
+
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CarambaError", "CheckpointError", "Location", "ManifestError", "PluginError", "Problem",
                      "RegistryError", "RunError", "UsageError", "did_you_mean", "DataError", "DependencyError",
@@ -144,11 +145,6 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":  # single-sourced: the installed caramba-core distribution's metadata
-        from caramba.plugins._requirements import installed_version
-
-        value = globals()["__version__"] = installed_version("caramba-core")
-        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'caramba' has no attribute {name!r}")
