@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,6 +89,13 @@ def outcome(rt: caramba.Runtime, text: str, overrides: list[str] = ()) -> None:
 
 def test_unmutated_base_loads(rt):
     rt.load_manifest_text(BASE_TEXT, filename="fuzz.yml")
+
+
+@pytest.fixture(autouse=True)
+def _subnormal_floats():
+    """A CPU training run earlier in the session flushes denormals; hypothesis' floats need them."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_flush_denormal(False)
 
 
 @SETTINGS

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(ROOT.glob("caramba-*/README.md")),
          ROOT / "plugins-template" / "README.md"]
 BLOCK = re.compile(r"^```([a-z]*)([^\n]*)\n(.*?)^```", re.S | re.M)
-SHOWN = {"text", "latex", ""}  # output and plain listings, not code
+SHOWN = {"text", "latex", "toml", ""}  # output, plain listings and config files, not code
 
 
 def blocks(kind: str) -> list[tuple[str, str]]:
@@ -63,12 +63,16 @@ def test_yaml_blocks_are_valid_manifests(where, code, monkeypatch):
 
 
 def caramba_commands() -> list[tuple[str, list[str]]]:
+    """``caramba ...`` lines of bash blocks; a plugin's own subcommand (``caramba serve``) parses in its plugin."""
+    plugin_commands = set(caramba.Runtime().registry("command").names())
     out = []
     for where, code in blocks("bash"):
         for line in code.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             for command in re.split(r" (?:;|&&) ", " ".join(words)):
                 parts = command.split()
+                if parts[:1] == ["caramba"] and parts[1:2] and parts[1] in plugin_commands:
+                    continue
                 if parts[:1] == ["caramba"]:
                     out.append((where, parts[1:]))
                 elif parts[:3] == ["python", "-m", "caramba"]:

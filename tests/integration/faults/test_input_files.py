@@ -67,14 +67,14 @@ def test_a_gguf_file_missing_a_required_key_names_it(tmp_path):
         read_gguf(path, with_tokenizer=False)
 
 
-def test_a_token_file_of_python_objects_is_refused_without_unpickling(cli, manifest, tmp_path):
+def test_a_token_file_of_python_objects_is_refused_without_unpickling(tmp_path):
+    from caramba_trainers.data.tokens import TokenDataset
+    from caramba_trainers.specs import TokensConfig
+
     tokens = tmp_path / "tokens.npy"
     np.save(tokens, np.array([1, "two", None], dtype=object), allow_pickle=True)
-    text = manifest.read_text().replace("{ref: dataset.digits, config: {as: vectors, val_frac: 0.2, split_seed: 0}}",
-                                        f"{{ref: dataset.tokens, config: {{path: '{tokens}', block_size: 8}}}}")
-    manifest.write_text(text)
-    outcome = cli("run", manifest, "--out", tmp_path / "out")
-    outcome.assert_clean_failure(1, f"token file '{tokens}' cannot be read as tokens")
+    with pytest.raises(CarambaError, match=f"token file '{tokens}' cannot be read as tokens"):
+        TokenDataset(TokensConfig(path=str(tokens), block_size=8))
 
 
 def test_too_few_tokens_are_counted_plainly(tmp_path):

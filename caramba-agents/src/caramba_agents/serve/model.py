@@ -54,7 +54,7 @@ class ChatModel:
         if Path(source).suffix in (".yml", ".yaml", ".json"):
             raise UsageError(f"{source}: serving a manifest's trained model needs its checkpoint folder",
                              hint="pass the run's checkpoint (an HF folder) or a .gguf file")
-        from caramba_layers.checkpoints import open_checkpoint
+        from caramba_layers import open_checkpoint
 
         fmt, path = open_checkpoint(source, runtime)
         model = fmt.build(runtime, path)
