@@ -26,7 +26,7 @@ The model is a caramba language-model system: ``model({"input_ids": ids}, ctx)``
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -109,6 +109,8 @@ class Generator:
         # with any other cached layer decodes through ``cache.append`` at ``pos_offset``, eagerly.
         self.static = all(getattr(m, "static_decode", False) for m in cached_modules(model).values())
         self.compile_mode = self._resolve_compile(compile)
+        self._decode: Callable[..., torch.Tensor]
+        self._prefill: Callable[..., torch.Tensor]
         self._decode, self._prefill = self._compiled() if self.compiled else (self._forward, self._forward)
 
     # -- state ----------------------------------------------------------------------------
@@ -365,8 +367,9 @@ class Generator:
         for path, module in cached_modules(self.model).items():
             cache = self.caches[path]
             if isinstance(cache, SnapshotState):
+                fields: dict[str, tuple[int, ...]] = module.state_fields()  # type: ignore[operator]
                 cache.tensors = {name: torch.zeros(self.batch_size, *shape, dtype=dtype, device=self.device)
-                                 for name, shape in module.state_fields().items()}
+                                 for name, shape in fields.items()}
                 cache.snapshots = {0: {k: v.clone() for k, v in cache.tensors.items()}}
 
     @torch.no_grad()
@@ -437,7 +440,7 @@ class CapturedStep:
         # Warm-up writes the current slot with the current token, as the replay will (KV writes are
         # idempotent); recurrent states advance, so they are put back.
         saved = [t.clone() for t in self.states]
-        side = torch.cuda.Stream()
+        side = torch.cuda.Stream()  # type: ignore[no-untyped-call]
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):

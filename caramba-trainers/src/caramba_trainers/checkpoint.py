@@ -254,8 +254,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise CheckpointError(f"{path}: unknown checkpoint format {found!r}", hint=f"expected {FORMAT}")
+            written = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"{path}: unknown checkpoint format {written!r}", hint=f"expected {FORMAT}")
         step = state["step"]
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             raise CheckpointError(f"{path}/state.json: step is {step!r}, not a step number",

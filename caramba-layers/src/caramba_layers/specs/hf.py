@@ -274,9 +274,10 @@ def _llama_blocks(model: Any) -> tuple[list[tuple[Any, Any, Any, Any]], Any]:
     for i in range(0, len(items), 2):
         pair = items[i:i + 2]
         parts = [_residual_pair(p) for p in pair]
-        if len(parts) != 2 or None in parts:
+        first, second = parts if len(parts) == 2 else (None, None)
+        if first is None or second is None:
             raise fail(f"item {i} is not a residual (RMSNorm, layer)")
-        (norm1, attn), (norm2, mlp) = parts
+        (norm1, attn), (norm2, mlp) = first, second
         if not (isinstance(norm1, RMSNormLayerConfig) and isinstance(attn, AttentionLayerConfig)
                 and isinstance(norm2, RMSNormLayerConfig) and isinstance(mlp, SwiGLULayerConfig | GLULayerConfig)):
             raise fail(f"block {i // 2} is not [RMSNorm, attention] + [RMSNorm, gated MLP]")
