@@ -170,15 +170,22 @@ class TrainingRun:
         return ckpt.step
 
     # -- the loop -----------------------------------------------------------------------------
-    def execute(self) -> RunResult:
+    def _begin(self) -> tuple[int, RunResult | None]:
+        """Build and resume: ``(start step, None)``, or the result of a run already finished."""
         self._build()
         self.last_good: Path | None = None
         self.resumed_metrics: dict[str, float] = {}
         start = self._resume()
-        total = self.run.steps
-        if start >= total and self.last_good is not None and self.train.skip_if_final:
+        if start >= self.run.steps and self.last_good is not None and self.train.skip_if_final:
             self.source.close()
-            return self._result(self.resumed_metrics, self.last_good)
+            return start, self._result(self.resumed_metrics, self.last_good)
+        return start, None
+
+    def execute(self) -> RunResult:
+        start, finished = self._begin()
+        if finished is not None:
+            return finished
+        total = self.run.steps
 
         metrics: dict[str, float] = dict(self.resumed_metrics)
         if start == 0 and self.train.init_checkpoint:

@@ -323,14 +323,10 @@ class OrchestratedRun(TrainingRun):
         return adopted
 
     def execute(self) -> RunResult:
-        self._build()
-        self.last_good: Path | None = None
-        self.resumed_metrics: dict[str, float] = {}
-        start = self._resume()
+        start, finished = self._begin()
+        if finished is not None:
+            return finished
         total = self.run.steps
-        if start >= total and self.last_good is not None and self.train.skip_if_final:
-            self.source.close()
-            return self._result(self.resumed_metrics, self.last_good)
         metrics: dict[str, float] = dict(self.resumed_metrics)
         progress = self._progress(start, total)
         self.wrapped.train()
